@@ -1,0 +1,98 @@
+"""How a participant's situation becomes chat messages.
+
+This is the one code path that renders prompts: inference (the engine) and training
+(finetuning on pilot answers) both call it, so the two cannot drift apart.
+
+A query for question q in round r is:
+    system: persona + game instructions + memory of earlier rounds + round r's stimulus
+    user/assistant: the questions of round r already answered, with their answer labels
+    user: q's text and options
+Questions on the same stage are answered in parallel: none sees the others' answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scenarios.schema import Question, Scenario
+from scenarios.templates import render
+
+ANSWER_INSTRUCTION = "Answer with the letter of one option."
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: str
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The {role, content} form chat templates and APIs take."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class RoundMemory:
+    """What a participant was told in one round and what it answered."""
+
+    round_id: int
+    stimulus: str
+    answers: tuple[tuple[str, str], ...]  # (recall phrase or question text, chosen option text)
+
+
+def persona_text(scenario: Scenario, demographics: Mapping[str, Any],
+                 condition: Mapping[str, str]) -> str:
+    """The persona and game instructions: what stays the same in every round."""
+    variables = {**demographics, **condition}
+    parts = [render(scenario.persona, variables), render(scenario.instructions, variables)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def round_variables(scenario: Scenario, round_id: int, condition: Mapping[str, str]) -> dict[str, Any]:
+    """Variables visible to a round's stimulus and question templates."""
+    rnd = next(r for r in scenario.rounds if r.id == round_id)
+    return {**condition, **rnd.variables, "round": round_id, "n_rounds": len(scenario.rounds)}
+
+
+def stimulus_text(scenario: Scenario, round_id: int, condition: Mapping[str, str]) -> str:
+    """The round's stimulus (the defender's statement in the flagship)."""
+    return render(scenario.stimulus, round_variables(scenario, round_id, condition))
+
+
+def memory_text(memory: Sequence[RoundMemory]) -> str:
+    """Earlier rounds, as the participant remembers them."""
+    if not memory:
+        return ""
+    lines = ["What happened in earlier rounds:"]
+    for past in memory:
+        said = " ".join(f"{recall}: {answer}." for recall, answer in past.answers)
+        lines.append(f"- {past.stimulus.replace(chr(10), ' ')} {said}")
+    return "\n".join(lines)
+
+
+def system_message(persona: str, memory: Sequence[RoundMemory], stimulus: str) -> Message:
+    """The system message of a round."""
+    parts = [persona, memory_text(memory), stimulus]
+    return Message("system", "\n\n".join(p for p in parts if p))
+
+
+def question_text(scenario: Scenario, question: Question, round_id: int,
+                  condition: Mapping[str, str]) -> str:
+    """A question's rendered text, without its options."""
+    return render(question.text, round_variables(scenario, round_id, condition))
+
+
+def question_message(scenario: Scenario, question: Question, round_id: int,
+                     condition: Mapping[str, str]) -> Message:
+    """A question with its lettered options."""
+    text = question_text(scenario, question, round_id, condition)
+    options = "\n".join(f"{o.label}) {o.text}" for o in question.options or [])
+    return Message("user", f"{text}\n{options}\n{ANSWER_INSTRUCTION}")
+
+
+def query_messages(system: Message, answered: Sequence[Message], question: Message) -> list[Message]:
+    """The conversation sent to the model for one question."""
+    return [system, *answered, question]

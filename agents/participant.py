@@ -1,0 +1,116 @@
+"""A simulated participant: a mesa Agent with demographics, a condition, a policy and a memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mesa
+import numpy as np
+
+from agents.conversation import (
+    Message,
+    RoundMemory,
+    persona_text,
+    query_messages,
+    question_message,
+    question_text,
+    stimulus_text,
+    system_message,
+)
+from agents.population import ParticipantSpec
+from scenarios.schema import Question, Scenario
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answered question: the full option distribution and the drawn option."""
+
+    round_id: int
+    stage_id: str
+    question: Question
+    probs: np.ndarray
+    option_mass: float
+    index: int
+
+    @property
+    def option_id(self) -> str:
+        """The chosen option's id."""
+        return self.question.option_ids[self.index]
+
+
+class Participant(mesa.Agent):
+    """One simulated participant; answers are drawn with its own seeded generator."""
+
+    def __init__(self, model: mesa.Model, spec: ParticipantSpec, scenario: Scenario,
+                 policy: str, rng: np.random.Generator) -> None:
+        super().__init__(model)
+        self.participant_id = spec.participant_id
+        self.demographics = dict(spec.demographics)
+        self.condition = dict(spec.condition)
+        self.policy = policy
+        self.scenario = scenario
+        self.answer_rng = rng
+        self.persona = persona_text(scenario, self.demographics, self.condition)
+        self.memory: list[RoundMemory] = []
+        self.transcript: list[dict[str, Any]] = []
+        self.unsaved: list[dict[str, Any]] = []
+        self._round_id = 0
+        self._stimulus = ""
+        self._system: Message | None = None
+        self._answered: list[Message] = []
+        self._round_answers: list[tuple[str, str]] = []
+
+    def begin_round(self, round_id: int) -> None:
+        """Close the previous round into memory and show this round's stimulus."""
+        if self._round_id:
+            self.memory.append(RoundMemory(self._round_id, self._stimulus,
+                                           tuple(self._round_answers)))
+        self._round_id = round_id
+        self._stimulus = stimulus_text(self.scenario, round_id, self.condition)
+        self._system = system_message(self.persona, self.memory, self._stimulus)
+        self._answered, self._round_answers = [], []
+        self._record(self._system, stage=None, question=None)
+
+    def query(self, question: Question) -> list[Message]:
+        """The conversation the model sees for this question, in this round, now."""
+        assert self._system is not None, "begin_round() first"
+        ask = question_message(self.scenario, question, self._round_id, self.condition)
+        return query_messages(self._system, self._answered, ask)
+
+    def receive(self, stage_id: str, question: Question, probs: np.ndarray,
+                option_mass: float) -> Answer:
+        """Draw an answer from the distribution, remember it and add it to the transcript."""
+        index = int(self.answer_rng.choice(len(probs), p=probs))
+        answer = Answer(self._round_id, stage_id, question, probs, option_mass, index)
+        ask = question_message(self.scenario, question, self._round_id, self.condition)
+        option = (question.options or [])[index]
+        reply = Message("assistant", option.label or "")
+        self._answered += [ask, reply]
+        said = question.recall or question_text(self.scenario, question, self._round_id,
+                                                self.condition)
+        self._round_answers.append((said, option.text))
+        self._record(ask, stage_id, question.id)
+        self._record(reply, stage_id, question.id, answer=answer)
+        return answer
+
+    def _record(self, message: Message, stage: str | None, question: str | None,
+                answer: Answer | None = None) -> None:
+        line: dict[str, Any] = {
+            "participant_id": self.participant_id, "policy": self.policy,
+            "seq": len(self.transcript), "round": self._round_id, "stage": stage,
+            "question_id": question, "role": message.role, "content": message.content,
+        }
+        if message.role == "system":
+            line["parts"] = {"persona": self.persona, "stimulus": self._stimulus,
+                             "memory_rounds": len(self.memory)}
+        if answer is not None:
+            line |= {"options": answer.question.option_ids, "probs": answer.probs.tolist(),
+                     "answer": answer.option_id, "option_mass": answer.option_mass}
+        self.transcript.append(line)
+        self.unsaved.append(line)
+
+    def take_unsaved(self) -> list[dict[str, Any]]:
+        """Transcript lines not yet written to the run store."""
+        lines, self.unsaved = self.unsaved, []
+        return lines

@@ -1,0 +1,68 @@
+"""The backend protocol: a distribution over options, or text, for each of many conversations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from agents.conversation import Message
+
+
+@dataclass(frozen=True)
+class ChoiceQuery:
+    """Which option label comes first in the answer to this conversation, under this policy."""
+
+    messages: tuple[Message, ...]
+    labels: tuple[str, ...]
+    policy: str = "base"
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    """Free text answering this conversation, under this policy."""
+
+    messages: tuple[Message, ...]
+    max_tokens: int = 64
+    policy: str = "base"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Renormalised option probabilities and the raw probability mass the options had."""
+
+    probs: np.ndarray
+    option_mass: float
+
+
+class Backend(Protocol):
+    """What the engine needs from a model server; one call answers a whole batch."""
+
+    kind: str
+
+    def identity(self) -> dict[str, Any]:
+        """Model, adapter and settings that determine the answers (for manifests and caches)."""
+        ...
+
+    def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
+        """For each query, the probability of each option label as the first answer token."""
+        ...
+
+    def generate(self, queries: Sequence[TextQuery]) -> list[str]:
+        """For each query, generated text (greedy)."""
+        ...
+
+
+def options_from_logprobs(label_logprobs: np.ndarray) -> Distribution:
+    """Renormalise the first answer token's log-probabilities over the option labels.
+
+    The shared definition of an answer distribution: every backend computes log p(label token)
+    at the answer position, then renormalises over the options. Done in float64 so rows sum to
+    1 within 1e-12.
+    """
+    logp = np.asarray(label_logprobs, dtype=np.float64)
+    top = logp.max()
+    weights = np.exp(logp - top)
+    return Distribution(weights / weights.sum(), float(np.exp(top) * weights.sum()))

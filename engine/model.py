@@ -1,0 +1,73 @@
+"""SurveyModel: a mesa Model whose step is one (round, stage) of the scenario for everyone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mesa
+import numpy as np
+
+from agents.participant import Answer, Participant
+from agents.population import STREAM_ANSWERS, ParticipantSpec
+from engine.backends.base import ChoiceQuery
+from engine.batcher import Batcher
+from scenarios.schema import Scenario, Stage
+
+
+class SurveyModel(mesa.Model):
+    """Runs every participant through the scenario, one batched model call per stage."""
+
+    def __init__(self, scenario: Scenario, specs: Sequence[ParticipantSpec], batcher: Batcher,
+                 seed: int, policy: str = "base") -> None:
+        super().__init__(seed=seed)
+        self.scenario = scenario
+        self.batcher = batcher
+        for index, spec in enumerate(specs):
+            rng = np.random.default_rng([seed, STREAM_ANSWERS, index])
+            Participant(self, spec, scenario, policy, rng)
+        self.schedule: list[tuple[int, Stage]] = [
+            (r.id, stage) for r in scenario.rounds for stage in scenario.stages
+        ]
+        self.position = 0
+        self.last_answers: list[tuple[Participant, Answer]] = []
+
+    @property
+    def participants(self) -> list[Participant]:
+        """Participants in creation order (the order of rows in the run store)."""
+        return list(self.agents)
+
+    def step(self) -> None:
+        """Ask every participant the current stage's questions in one backend batch."""
+        round_id, stage = self.schedule[self.position]
+        participants = self.participants
+        if stage.id == self.scenario.stages[0].id:
+            for p in participants:
+                p.begin_round(round_id)
+        asked = [(p, q) for p in participants for q in stage.questions]
+        queries = [ChoiceQuery(tuple(p.query(q)), tuple(q.labels), p.policy) for p, q in asked]
+        distributions = self.batcher.distributions(queries)
+        self.last_answers = [
+            (p, p.receive(stage.id, q, d.probs, d.option_mass))
+            for (p, q), d in zip(asked, distributions, strict=True)
+        ]
+        self.position += 1
+        self.running = self.position < len(self.schedule)
+
+    def answer_rows(self) -> list[dict[str, Any]]:
+        """The last step's answers as run-store rows."""
+        rows = []
+        for p, answer in self.last_answers:
+            q = answer.question
+            rows.append({
+                "participant_id": p.participant_id, "policy": p.policy, **p.condition,
+                **p.demographics, "round": answer.round_id, "stage": answer.stage_id,
+                "question_id": q.id, "kind": self._kind(answer.stage_id), "type": q.type,
+                "options": q.option_ids, "probs": answer.probs.tolist(),
+                "answer": answer.option_id, "answer_index": answer.index,
+                "option_mass": answer.option_mass,
+            })
+        return rows
+
+    def _kind(self, stage_id: str) -> str:
+        return next(s.kind for s in self.scenario.stages if s.id == stage_id)

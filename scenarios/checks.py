@@ -1,0 +1,198 @@
+"""Whole-file checks of a scenario: ids, references between sections, templates, the data file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from formulaic import Formula
+from formulaic.errors import FormulaSyntaxError
+
+from scenarios.errors import InputError, Problem
+from scenarios.human_data import HumanData, read_human_data
+from scenarios.schema import Scenario
+from scenarios.templates import problems as template_problems
+
+if TYPE_CHECKING:
+    from scenarios.loader import LoadedScenario, YamlLocator
+
+FORMULA_FUNCTIONS = frozenset({"C", "I", "Q", "np", "log", "exp", "center", "scale", "Treatment"})
+MAX_VALUE_PROBLEMS = 10
+
+
+def template_variables(scenario: Scenario) -> dict[str, dict[str, Any]]:
+    """Sample values of the variables each kind of template may use (for checks and docs)."""
+    people = {name: f"<{name}>" for name in _demographic_names(scenario)}
+    conditions = {name: f.levels[0] for name, f in scenario.conditions.items()}
+    shared = set.intersection(*(set(r.variables) for r in scenario.rounds))
+    first = scenario.rounds[0].variables
+    rounds = {name: first[name] for name in shared} | {"round": 1, "n_rounds": len(scenario.rounds)}
+    return {
+        "persona": people | conditions,
+        "instructions": people | conditions,
+        "stimulus": conditions | rounds,
+        "question": conditions | rounds,
+    }
+
+
+def _demographic_names(scenario: Scenario) -> list[str]:
+    pop = scenario.population
+    return list(pop.demographics) if pop.source == "twins" else list(pop.marginals)
+
+
+def check_scenario(
+    loaded: LoadedScenario, locator: YamlLocator
+) -> tuple[HumanData | None, list[Problem]]:
+    """Every cross-section problem of a structurally valid scenario, and its data file."""
+    s, file = loaded.scenario, str(loaded.path)
+
+    def at(loc: tuple[Any, ...], message: str) -> Problem:
+        from scenarios.loader import field_name
+
+        return Problem(file, locator.line(loc), field_name(loc), message)
+
+    problems = list(_ids(s, at)) + list(_references(s, at)) + list(_templates(s, at))
+    human = None
+    if s.population.source == "twins" and s.population.data:
+        try:
+            human = read_human_data(loaded.resolve(s.population.data))
+        except InputError as exc:
+            problems.append(at(("population", "data"), exc.problems[0].message
+                               + f" ({loaded.resolve(s.population.data)})"))
+        else:
+            problems += list(_data_columns(s, human, at))
+    return human, problems
+
+
+def _ids(s: Scenario, at: Any) -> Iterator[Problem]:
+    seen_q: set[str] = set()
+    seen_s: set[str] = set()
+    for si, stage in enumerate(s.stages):
+        if stage.id in seen_s:
+            yield at(("stages", si, "id"), f"duplicate stage id '{stage.id}'")
+        seen_s.add(stage.id)
+        for qi, q in enumerate(stage.questions):
+            if q.id in seen_q:
+                yield at(("stages", si, "questions", qi, "id"), f"duplicate question id '{q.id}'")
+            seen_q.add(q.id)
+            for field in ("id", "label"):
+                values = [getattr(o, field) for o in q.options or []]
+                for dup in sorted({v for v in values if values.count(v) > 1}):
+                    yield at(("stages", si, "questions", qi, "options"),
+                             f"option {field} '{dup}' appears more than once")
+    round_ids = [r.id for r in s.rounds]
+    for ri, rid in enumerate(round_ids):
+        if rid in round_ids[:ri]:
+            yield at(("rounds", ri, "id"), f"duplicate round id {rid}")
+
+
+def _references(s: Scenario, at: Any) -> Iterator[Problem]:
+    kinds = {q.id: st.kind for st in s.stages for q in st.questions}
+    options = {q.id: set(q.option_ids) for q in s.questions}
+    for ci, rule in enumerate(s.coherence):
+        for role in ("belief", "action"):
+            qid = getattr(rule, role)
+            if qid not in kinds:
+                yield at(("coherence", ci, role), f"unknown question '{qid}'; known: "
+                         + ", ".join(kinds))
+            elif kinds[qid] != role:
+                yield at(("coherence", ci, role), f"'{qid}' is asked in a {kinds[qid]} stage, "
+                         f"expected a question of a {role} stage")
+        for pi, pair in enumerate(rule.contradicts):
+            for role in ("belief", "action"):
+                qid, answer = getattr(rule, role), getattr(pair, role)
+                if qid in options and answer not in options[qid]:
+                    yield at(("coherence", ci, "contradicts", pi, role),
+                             f"'{answer}' is not an answer of '{qid}'; expected one of "
+                             + ", ".join(sorted(options[qid])))
+    yield from _analysis_references(s, at, options)
+
+
+def _analysis_references(s: Scenario, at: Any, options: dict[str, set[str]]) -> Iterator[Problem]:
+    people = set(_demographic_names(s))
+    for gi, group in enumerate(s.analysis.subgroups):
+        if group not in people | set(s.conditions):
+            yield at(("analysis", "subgroups", gi), f"unknown subgroup column '{group}'; expected "
+                     "a demographic or condition: " + ", ".join(sorted(people | set(s.conditions))))
+    for name, ind in s.analysis.indicators.items():
+        if ind.question not in options:
+            yield at(("analysis", "indicators", name, "question"),
+                     f"unknown question '{ind.question}'")
+            continue
+        for value in ind.in_:
+            if value not in options[ind.question]:
+                yield at(("analysis", "indicators", name, "in"),
+                         f"'{value}' is not an answer of '{ind.question}'")
+    known = set(options) | set(s.analysis.indicators) | set(s.conditions) | people | {"round"}
+    for ri, reg in enumerate(s.analysis.regressions):
+        try:
+            needed = Formula(reg.formula).required_variables
+        except (FormulaSyntaxError, ValueError) as exc:
+            yield at(("analysis", "regressions", ri, "formula"), f"formula does not parse: {exc}")
+            continue
+        names = {v for v in needed if v.isidentifier()} - FORMULA_FUNCTIONS
+        for name in sorted(names - known):
+            yield at(("analysis", "regressions", ri, "formula"),
+                     f"formula names unknown variable '{name}'; known: " + ", ".join(sorted(known)))
+
+
+def _templates(s: Scenario, at: Any) -> Iterator[Problem]:
+    samples = template_variables(s)
+    fields: list[tuple[tuple[Any, ...], str, str]] = [
+        (("persona",), s.persona, "persona"),
+        (("instructions",), s.instructions, "instructions"),
+        (("stimulus",), s.stimulus, "stimulus"),
+    ]
+    for si, stage in enumerate(s.stages):
+        for qi, q in enumerate(stage.questions):
+            fields.append((("stages", si, "questions", qi, "text"), q.text, "question"))
+    for loc, source, kind in fields:
+        for message in template_problems(source, set(samples[kind]), samples[kind]):
+            yield at(loc, message)
+
+
+def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
+    columns = set(human.table.columns)
+    file = str(human.path)
+
+    def missing(loc: tuple[Any, ...], column: str, role: str) -> Problem:
+        return at(loc, f"unknown column '{column}' ({role}) in {file}; its columns are: "
+                  + ", ".join(map(str, human.table.columns)))
+
+    pop = s.population
+    if pop.id_column and pop.id_column not in columns:
+        yield missing(("population", "id_column"), pop.id_column, "participant id")
+    elif pop.id_column and human.table[pop.id_column].duplicated().any():
+        yield at(("population", "id_column"), f"column '{pop.id_column}' has duplicate ids")
+    for name, column in pop.demographics.items():
+        if column not in columns:
+            yield missing(("population", "demographics", name), column, f"demographic {name}")
+    for name, factor in s.conditions.items():
+        if factor.column is None:
+            yield at(("conditions", name), "twins keep their recorded condition: give 'column'")
+        elif factor.column not in columns:
+            yield missing(("conditions", name, "column"), factor.column, f"condition {name}")
+        else:
+            yield from _values(human, factor.column, set(factor.levels))
+    for si, stage in enumerate(s.stages):
+        for qi, q in enumerate(stage.questions):
+            loc = ("stages", si, "questions", qi, "human_column")
+            for r in s.rounds if q.human_column else []:
+                column = q.column_for(r.id) or ""
+                if column not in columns:
+                    yield missing(loc, column, f"answers to {q.id} in round {r.id}")
+                else:
+                    yield from _values(human, column, set(q.option_ids))
+
+
+def _values(human: HumanData, column: str, allowed: set[str]) -> Iterator[Problem]:
+    """Recorded values outside the declared levels/options (missing values are allowed)."""
+    values = human.table[column]
+    bad = values.notna() & ~values.astype(str).isin(allowed)
+    for count, position in enumerate(bad.to_numpy().nonzero()[0]):
+        if count == MAX_VALUE_PROBLEMS:
+            yield Problem(str(human.path), None, column,
+                          f"... and {int(bad.sum()) - MAX_VALUE_PROBLEMS} more bad values")
+            break
+        yield Problem(str(human.path), human.file_line(int(position)), column,
+                      f"value '{values.iloc[position]}' is not one of: " + ", ".join(sorted(allowed)))

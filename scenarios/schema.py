@@ -1,0 +1,208 @@
+"""The scenario file format: one pydantic model per YAML section.
+
+Structural rules (types, required fields, unknown fields) live here; rules that need the whole
+file, the data file or the templates live in `scenarios.checks`.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+QuestionType = Literal["single_choice", "likert", "yes_no", "probability_buckets"]
+ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Option(Strict):
+    """One answer option; `label` is the single token the model answers with (A, B, ...)."""
+
+    id: Identifier
+    text: str = Field(min_length=1)
+    label: str | None = Field(default=None, min_length=1)
+
+
+DEFAULT_OPTIONS: dict[str, list[Option]] = {
+    "yes_no": [Option(id="yes", text="Yes"), Option(id="no", text="No")],
+    "probability_buckets": [
+        Option(id="p00_20", text="0-20%"),
+        Option(id="p21_40", text="21-40%"),
+        Option(id="p41_60", text="41-60%"),
+        Option(id="p61_80", text="61-80%"),
+        Option(id="p81_100", text="81-100%"),
+    ],
+}
+
+
+class Question(Strict):
+    """A belief or action question: its text template, options and the human answer column.
+
+    `recall` is how a participant remembers its answer in later rounds ("You raided"); without
+    it the question text is repeated in the memory.
+    """
+
+    id: Identifier
+    type: QuestionType
+    text: str = Field(min_length=1)
+    options: list[Option] | None = None
+    human_column: str | None = None
+    recall: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _fill_default_options(self) -> Question:
+        if self.options is None:
+            if self.type not in DEFAULT_OPTIONS:
+                raise ValueError(f"a {self.type} question needs an 'options' list")
+            object.__setattr__(self, "options", list(DEFAULT_OPTIONS[self.type]))
+        if not self.options:
+            raise ValueError("'options' is empty: a question needs at least two options")
+        if len(self.options) < 2:
+            raise ValueError("'options' has one entry: a question needs at least two options")
+        labelled = [
+            o if o.label else o.model_copy(update={"label": string.ascii_uppercase[i]})
+            for i, o in enumerate(self.options)
+        ]
+        object.__setattr__(self, "options", labelled)
+        return self
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the options form an ordered scale (Likert, probability buckets)."""
+        return self.type in ORDERED_TYPES
+
+    @property
+    def option_ids(self) -> list[str]:
+        """Option ids in presentation order."""
+        return [o.id for o in self.options or []]
+
+    @property
+    def labels(self) -> list[str]:
+        """Option labels in presentation order."""
+        return [o.label or "" for o in self.options or []]
+
+    def column_for(self, round_id: int) -> str | None:
+        """The human data column holding this question's answer in a given round."""
+        return self.human_column.format(round=round_id) if self.human_column else None
+
+
+class Stage(Strict):
+    """One page of a round: its questions are answered in parallel from the same context."""
+
+    id: Identifier
+    kind: Literal["belief", "action"]
+    questions: list[Question] = Field(min_length=1)
+
+
+class Round(Strict):
+    """One repeated trial and the stimulus variables it shows."""
+
+    id: int = Field(ge=1)
+    variables: dict[Identifier, str | int | float | bool] = Field(default_factory=dict)
+
+
+class Factor(Strict):
+    """A between-subject factor; `column` holds the recorded level in the human data."""
+
+    levels: list[str] = Field(min_length=2)
+    column: str | None = None
+
+
+class Population(Strict):
+    """Who is simulated: twins of the data file's rows, or N draws from declared marginals."""
+
+    source: Literal["twins", "marginals"] = "twins"
+    data: str | None = None
+    id_column: str | None = None
+    demographics: dict[Identifier, str] = Field(default_factory=dict)
+    marginals: dict[Identifier, dict[str, float]] = Field(default_factory=dict)
+    size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> Population:
+        if self.source == "twins" and not self.data:
+            raise ValueError("source 'twins' needs 'data' (the human data CSV)")
+        if self.source == "marginals" and not self.marginals:
+            raise ValueError("source 'marginals' needs 'marginals'")
+        for name, dist in self.marginals.items():
+            total = sum(dist.values())
+            if any(p < 0 for p in dist.values()) or abs(total - 1.0) > 1e-6:
+                raise ValueError(f"marginal '{name}' must have non-negative shares summing to 1")
+        return self
+
+
+class Contradiction(Strict):
+    """One (belief answer, action answer) pair that contradicts."""
+
+    belief: Identifier
+    action: Identifier
+
+
+class CoherenceRule(Strict):
+    """Which answers to a belief question contradict which answers to an action question."""
+
+    belief: Identifier
+    action: Identifier
+    contradicts: list[Contradiction] = Field(min_length=1)
+
+
+class Indicator(Strict):
+    """A 0/1 analysis variable: 1 when a question's answer is one of `in`."""
+
+    question: Identifier
+    in_: list[Identifier] = Field(alias="in", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Regression(Strict):
+    """A regression of the original study, re-estimated on human and simulated data."""
+
+    name: Identifier
+    family: Literal["logit", "mnlogit", "ols"]
+    formula: str = Field(min_length=3)
+
+
+class Analysis(Strict):
+    """What the analysis room scores: subgroup columns, derived indicators, regressions."""
+
+    subgroups: list[Identifier] = Field(default_factory=list)
+    indicators: dict[Identifier, Indicator] = Field(default_factory=dict)
+    regressions: list[Regression] = Field(default_factory=list)
+
+
+class Scenario(Strict):
+    """A whole experiment: population, conditions, rounds, stages, persona, coherence, analysis."""
+
+    name: Identifier
+    title: str
+    description: str = ""
+    reference_note: str = ""
+    model: str = "builtin:tiny"
+    backend: Literal["transformers"] = "transformers"
+    seed: int = 0
+    population: Population
+    conditions: dict[Identifier, Factor] = Field(default_factory=dict)
+    persona: str = Field(min_length=1)
+    instructions: str = ""
+    stimulus: str = Field(min_length=1)
+    rounds: list[Round] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1)
+    coherence: list[CoherenceRule] = Field(default_factory=list)
+    analysis: Analysis = Field(default_factory=Analysis)
+
+    @property
+    def questions(self) -> list[Question]:
+        """Every question, in the order a participant meets them within a round."""
+        return [q for stage in self.stages for q in stage.questions]
+
+    def question(self, question_id: str) -> Question:
+        """The question with this id."""
+        return next(q for q in self.questions if q.id == question_id)

@@ -1,0 +1,1 @@
+"""Synthetic stand-in reference samples (behavioural models, not human data) for scenarios."""
