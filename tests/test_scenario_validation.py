@@ -50,7 +50,8 @@ def test_bad_yaml_names_the_line(tmp_path):
 
 
 def test_unknown_field_lists_the_expected_fields(tmp_path):
-    text = flagship_text().replace("        recall: You raided", "        recall: You raided\n        colour: red")
+    raided = "        recall: You raided"
+    text = flagship_text().replace(raided, raided + "\n        colour: red")
     path = write(tmp_path, text)
     found = problems_of(path)
     assert any("colour" in f and "unknown field" in f and "human_column" in f for f in found), found
