@@ -1,0 +1,212 @@
+"""The analysis room's view of a scenario, read from the manifest's `scenario.resolved` dict.
+
+Analysis may not import `scenarios`, so this module re-reads the resolved scenario (a plain dict,
+`Scenario.model_dump(mode="json", by_alias=True)`) into the few records scoring needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analysis.errors import AnalysisInputError
+
+ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
+# Mirrors scenarios.schema.DEFAULT_OPTIONS, used only if a manifest left `options` unresolved.
+DEFAULT_OPTIONS = {
+    "yes_no": ("yes", "no"),
+    "probability_buckets": ("p00_20", "p21_40", "p41_60", "p61_80", "p81_100"),
+}
+FAMILIES = frozenset({"logit", "mnlogit", "ols"})
+
+
+@dataclass(frozen=True)
+class Question:
+    """A belief or action question: its options in scale order and its human data column."""
+
+    id: str
+    kind: str
+    type: str
+    options: tuple[str, ...]
+    human_column: str | None
+
+    @property
+    def ordered(self) -> bool:
+        """Whether option order is a scale (Likert, probability buckets)."""
+        return self.type in ORDERED_TYPES
+
+    def column_for(self, round_id: int) -> str | None:
+        """The human data column holding this question's answer in a round."""
+        return self.human_column.format(round=round_id) if self.human_column else None
+
+
+@dataclass(frozen=True)
+class Factor:
+    """A between-subject condition factor and its column in the human data."""
+
+    name: str
+    levels: tuple[str, ...]
+    column: str
+
+
+@dataclass(frozen=True)
+class CoherenceRule:
+    """Pairs (belief answer, action answer) that contradict each other."""
+
+    belief: str
+    action: str
+    contradicts: tuple[tuple[str, str], ...]
+
+    @property
+    def label(self) -> str:
+        """A short name for report rows."""
+        return f"{self.belief}->{self.action}"
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """A 0/1 regression variable: 1 when `question`'s answer is one of `options`."""
+
+    name: str
+    question: str
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegressionSpec:
+    """A regression of the original study: name, family (logit/mnlogit/ols) and formula."""
+
+    name: str
+    family: str
+    formula: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything scoring needs to know about the scenario."""
+
+    name: str
+    reference_note: str
+    id_column: str | None
+    data: str | None
+    demographics: dict[str, str]
+    factors: tuple[Factor, ...]
+    rounds: tuple[int, ...]
+    questions: tuple[Question, ...]
+    coherence: tuple[CoherenceRule, ...]
+    subgroups: tuple[str, ...]
+    indicators: tuple[Indicator, ...]
+    regressions: tuple[RegressionSpec, ...]
+
+    @property
+    def attributes(self) -> list[str]:
+        """Participant-level columns: condition factors, then demographics."""
+        return [f.name for f in self.factors] + list(self.demographics)
+
+    @property
+    def belief_questions(self) -> list[Question]:
+        """Questions of stages with kind 'belief'."""
+        return [q for q in self.questions if q.kind == "belief"]
+
+    def question_index(self, question_id: str) -> int:
+        """Position of a question in `questions`."""
+        return next(i for i, q in enumerate(self.questions) if q.id == question_id)
+
+
+def _need(mapping: Any, key: str, where: str) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise AnalysisInputError(f"{where}: missing '{key}' in the resolved scenario")
+    return mapping[key]
+
+
+def _questions(stages: list[dict[str, Any]], where: str) -> tuple[Question, ...]:
+    questions = []
+    for s, stage in enumerate(stages):
+        kind = _need(stage, "kind", f"{where}.stages[{s}]")
+        for i, q in enumerate(_need(stage, "questions", f"{where}.stages[{s}]")):
+            at = f"{where}.stages[{s}].questions[{i}]"
+            qtype = _need(q, "type", at)
+            raw = q.get("options")
+            options = tuple(o["id"] for o in raw) if raw else DEFAULT_OPTIONS.get(qtype, ())
+            if len(options) < 2:
+                raise AnalysisInputError(f"{at}: a question needs at least two options")
+            questions.append(Question(_need(q, "id", at), kind, qtype, options,
+                                      q.get("human_column")))
+    return tuple(questions)
+
+
+def _coherence(rules: list[dict[str, Any]]) -> tuple[CoherenceRule, ...]:
+    return tuple(
+        CoherenceRule(r["belief"], r["action"],
+                      tuple((c["belief"], c["action"]) for c in r["contradicts"]))
+        for r in rules
+    )
+
+
+def experiment_from_resolved(resolved: dict[str, Any], where: str) -> Experiment:
+    """Read the resolved scenario dict; `where` names it in errors (e.g. 'manifest.json: ...')."""
+    try:
+        experiment = _experiment(resolved, where)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AnalysisInputError(f"{where}: malformed resolved scenario ({exc!r})") from None
+    check_references(experiment, where)
+    return experiment
+
+
+def _experiment(resolved: dict[str, Any], where: str) -> Experiment:
+    population = _need(resolved, "population", where)
+    analysis = resolved.get("analysis") or {}
+    factors = tuple(
+        Factor(name, tuple(spec.get("levels", ())), spec.get("column") or name)
+        for name, spec in (resolved.get("conditions") or {}).items()
+    )
+    return Experiment(
+        name=str(resolved.get("name", "")),
+        reference_note=str(resolved.get("reference_note") or ""),
+        id_column=population.get("id_column"),
+        data=population.get("data"),
+        demographics=dict(population.get("demographics") or {}),
+        factors=factors,
+        rounds=tuple(int(r["id"]) for r in _need(resolved, "rounds", where)),
+        questions=_questions(_need(resolved, "stages", where), where),
+        coherence=_coherence(resolved.get("coherence") or []),
+        subgroups=tuple(analysis.get("subgroups") or ()),
+        indicators=tuple(
+            Indicator(name, spec["question"], tuple(spec.get("in") or spec.get("in_") or ()))
+            for name, spec in (analysis.get("indicators") or {}).items()
+        ),
+        regressions=tuple(
+            RegressionSpec(r["name"], r["family"], r["formula"])
+            for r in analysis.get("regressions") or []
+        ),
+    )
+
+
+def check_references(experiment: Experiment, where: str) -> None:
+    """Every name the analysis section uses must exist: questions, options, subgroup columns."""
+    options = {q.id: q.options for q in experiment.questions}
+    problems = []
+    for rule in experiment.coherence:
+        for qid in (rule.belief, rule.action):
+            if qid not in options:
+                problems.append(f"coherence rule {rule.label}: unknown question '{qid}'")
+        for belief, action in rule.contradicts:
+            if belief not in options.get(rule.belief, (belief,)):
+                problems.append(f"coherence rule {rule.label}: '{belief}' is not an option")
+            if action not in options.get(rule.action, (action,)):
+                problems.append(f"coherence rule {rule.label}: '{action}' is not an option")
+    for ind in experiment.indicators:
+        unknown = [o for o in ind.options if o not in options.get(ind.question, ())]
+        if ind.question not in options or unknown:
+            problems.append(f"indicator '{ind.name}': question '{ind.question}' has no "
+                            f"option(s) {unknown or list(ind.options)}")
+    for name in experiment.subgroups:
+        if name not in experiment.attributes:
+            problems.append(f"analysis.subgroups: '{name}' is neither a condition factor nor a "
+                            f"demographic (expected one of {experiment.attributes})")
+    for reg in experiment.regressions:
+        if reg.family not in FAMILIES:
+            problems.append(f"regression '{reg.name}': family '{reg.family}' is not one of "
+                            f"{sorted(FAMILIES)}")
+    if problems:
+        raise AnalysisInputError(f"{where}: " + "; ".join(problems))

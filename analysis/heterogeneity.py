@@ -1,0 +1,141 @@
+"""Heterogeneity: how varied the answers are, simulated beside human.
+
+- unique response structures: a participant's structure is the tuple of their belief answers
+  (every question of a 'belief' stage, every round); participants with a missing belief answer
+  are left out and the n used is reported;
+- entropy (bits) of each question's answer distribution, pooled over rounds;
+- spread of each question: for ordered questions the standard deviation of the option index;
+  for unordered ones sqrt(Gini-Simpson) = sqrt(1 - sum p^2), which is the standard deviation of
+  the one-hot answer vector (the square root of its total variance), so both read as "std".
+Simulated/human ratios carry cluster-bootstrap intervals and the human split-half ceiling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.cells import Cell, Row, ceiling, estimate, not_estimable
+from analysis.comparison import Comparison, Scope
+from analysis.divergence import pick
+from analysis.experiment import Experiment
+from analysis.resampling import ceiling_factor, mean_size
+from analysis.samples import Sample
+
+
+def entropy_bits(counts: np.ndarray) -> np.ndarray:
+    """Shannon entropy (bits) of count vectors along the last axis; NaN if empty."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = counts / counts.sum(axis=-1, keepdims=True)
+        return -np.where(p > 0, p * np.log2(np.where(p > 0, p, 1)), 0).sum(axis=-1)
+
+
+def spread(counts: np.ndarray, ordered: bool) -> np.ndarray:
+    """Std of the option index (ordered) or sqrt(Gini-Simpson) (unordered), last axis."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = counts / counts.sum(axis=-1, keepdims=True)
+    if not ordered:
+        return np.sqrt(np.clip(1 - (p**2).sum(axis=-1), 0, None))
+    index = np.arange(p.shape[-1])
+    mean = (p * index).sum(axis=-1)
+    return np.sqrt(np.clip((p * index**2).sum(axis=-1) - mean**2, 0, None))
+
+
+def structure_ids(sample: Sample, experiment: Experiment) -> np.ndarray:
+    """Per participant an id of their belief-answer tuple (-1 if any belief answer is missing)."""
+    beliefs = [experiment.question_index(q.id) for q in experiment.belief_questions]
+    ids = np.full(sample.n, -1)
+    if not beliefs or sample.n == 0:
+        return ids
+    tuples = sample.answers[:, :, beliefs].reshape(sample.n, -1)
+    complete = (tuples >= 0).all(axis=1)
+    if complete.any():
+        ids[complete] = np.unique(tuples[complete], axis=0, return_inverse=True)[1].ravel()
+    return ids
+
+
+def _unique(ids: np.ndarray) -> int:
+    return int(np.unique(ids[ids >= 0]).size)
+
+
+def _half_unique(ids: np.ndarray, halves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique structures in halves A and B of every split (one matrix product per half)."""
+    valid = ids >= 0
+    codes = np.unique(ids[valid], return_inverse=True)[1]
+    one_hot = np.zeros((valid.sum(), codes.max() + 1 if codes.size else 0))
+    one_hot[np.arange(codes.size), codes] = 1
+    in_a = halves[:, valid].astype(float)
+    return ((in_a @ one_hot) > 0).sum(1), (((1 - in_a) @ one_hot) > 0).sum(1)
+
+
+def _structure_rows(comparison: Comparison, scope: Scope, ids: dict[str, np.ndarray]) -> list[Row]:
+    human_ids = ids["human"][scope.human]
+    human = Cell(float(_unique(human_ids)), n=int((human_ids >= 0).sum()))
+    counts: dict[str, Cell] = {}
+    ratios: dict[str, Cell] = {}
+    for sample in comparison.policies:
+        blocked = comparison.blocked(scope, sample)
+        sim_ids = ids[sample.name][scope.policies[sample.name]]
+        counts[sample.name] = blocked or Cell(float(_unique(sim_ids)),
+                                              n=int((sim_ids >= 0).sum()))
+        ratios[sample.name] = blocked or estimate(
+            _unique(sim_ids) / _unique(human_ids) if _unique(human_ids) else np.nan,
+            n=int((sim_ids >= 0).sum()), n_human=int((human_ids >= 0).sum()),
+            reason="no complete human belief structures")
+    half_a, half_b = _half_unique(human_ids, comparison.halves[:, scope.human])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        split_ratio = np.where(half_b > 0, half_a / np.maximum(half_b, 1), np.nan)
+    return [
+        Row("unique_structures", "belief answers x rounds", None, scope.subgroup, scope.group,
+            human, counts, None),
+        Row("unique_structures_ratio", "belief answers x rounds", None, scope.subgroup,
+            scope.group, None, ratios, ceiling(split_ratio, None, float(half_a.mean()))),
+    ]
+
+
+def _question_rows(comparison: Comparison, scope: Scope, q: int) -> list[Row]:
+    question = comparison.experiment.questions[q]
+    columns = comparison.slices[q]
+    human = comparison.counts(scope, comparison.human)
+    h_obs, h_draws = pick(human.observed, columns, None), pick(human.draws, columns, None)
+    half_a, half_b = (pick(h, columns, None) for h in comparison.half_counts(scope))
+    sizes = [pick(comparison.counts(scope, s).observed, columns, None).sum()
+             for s in comparison.policies if comparison.problem(scope, s) is None]
+    factor = ceiling_factor(half_a.sum(-1), half_b.sum(-1), mean_size(sizes))
+    rows = []
+    for metric, measure in (("entropy_bits", entropy_bits),
+                            ("spread", lambda c: spread(c, question.ordered))):
+        levels, ratios = {}, {}
+        for sample in comparison.policies:
+            blocked = comparison.blocked(scope, sample)
+            if blocked is not None:
+                levels[sample.name] = ratios[sample.name] = blocked
+                continue
+            sim = comparison.counts(scope, sample)
+            s_obs, s_draws = pick(sim.observed, columns, None), pick(sim.draws, columns, None)
+            n, n_human = int(s_obs.sum()), int(h_obs.sum())
+            levels[sample.name] = estimate(float(measure(s_obs)), measure(s_draws), n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratios[sample.name] = estimate(
+                    float(measure(s_obs) / measure(h_obs)), measure(s_draws) / measure(h_draws),
+                    n, n_human, reason="the human answers do not vary (ratio undefined)")
+        human_cell = (estimate(float(measure(h_obs)), measure(h_draws), int(h_obs.sum()))
+                      if len(scope.human) >= 2 else not_estimable("fewer than 2 participants"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            split_ratio = measure(half_a) / measure(half_b)
+            corrected = np.exp(factor * np.log(split_ratio))
+        rows += [Row(metric, question.id, None, scope.subgroup, scope.group, human_cell, levels),
+                 Row(f"{metric}_ratio", question.id, None, scope.subgroup, scope.group, None,
+                     ratios, ceiling(split_ratio, corrected, float(half_a.sum(-1).mean())))]
+    return rows
+
+
+def heterogeneity_rows(comparison: Comparison) -> list[Row]:
+    """Unique structures, then entropy and spread per question, for every scope."""
+    samples = [comparison.human, *comparison.policies]
+    ids = {s.name: structure_ids(s, comparison.experiment) for s in samples}
+    rows: list[Row] = []
+    for scope in comparison.scopes:
+        rows += _structure_rows(comparison, scope, ids)
+        for q in range(len(comparison.experiment.questions)):
+            rows += _question_rows(comparison, scope, q)
+    return rows

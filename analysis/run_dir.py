@@ -1,0 +1,190 @@
+"""Read what scoring needs: the run directory (manifest.json, responses.parquet) and the human CSV.
+
+Every problem is an `AnalysisInputError` naming the file, the column and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from analysis.errors import AnalysisInputError
+from analysis.experiment import Experiment, experiment_from_resolved
+from analysis.regression import check_formulas
+from analysis.samples import Sample, align_attributes, sample_from_human, sample_from_responses
+
+MANIFEST = "manifest.json"
+RESPONSES = "responses.parquet"
+RESPONSE_COLUMNS = ("participant_id", "round", "question_id", "answer")
+SYNTHETIC_MARK = "SYNTHETIC STAND-IN"
+
+
+@dataclass(frozen=True)
+class HumanTable:
+    """The human data file: its rows (all text) and its leading '#' note."""
+
+    path: Path
+    table: pd.DataFrame
+    note: str
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run ready to score: the scenario, one sample per policy and the human reference."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    experiment: Experiment
+    policies: list[Sample]
+    human: Sample
+    human_path: Path
+    human_note: str
+    human_scope: str = "all rows of the human data"
+
+    @property
+    def synthetic_reference(self) -> bool:
+        """Whether the reference is a synthetic stand-in rather than human data."""
+        notes = (self.experiment.reference_note, self.human_note,
+                 str(self.manifest.get("human_data", {}).get("note") or ""))
+        return any(SYNTHETIC_MARK in note.upper() for note in notes)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest.json as a dict."""
+    if not run_dir.is_dir():
+        raise AnalysisInputError(f"{run_dir}: not a run directory (expected a folder)")
+    path = run_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnalysisInputError(f"{path}: missing (every run directory has a manifest)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnalysisInputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or "resolved" not in (manifest.get("scenario") or {}):
+        raise AnalysisInputError(f"{path}: expected a 'scenario' object with 'resolved' in it")
+    return manifest
+
+
+def read_responses(run_dir: Path, experiment: Experiment) -> pd.DataFrame:
+    """The engine's responses table: the columns scoring reads, checked."""
+    path = run_dir / RESPONSES
+    if not path.is_file():
+        raise AnalysisInputError(
+            f"{path}: missing; a run directory to score needs the engine's responses table "
+            "(was the run interrupted before it finished?)")
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception as exc:
+        raise AnalysisInputError(f"{path}: not a readable parquet file ({exc})") from None
+    missing = [c for c in RESPONSE_COLUMNS if c not in names]
+    if missing:
+        raise AnalysisInputError(f"{path}: missing column(s) {missing}; expected "
+                                 f"{list(RESPONSE_COLUMNS)} (+ policy, factors, demographics)")
+    wanted = [*RESPONSE_COLUMNS, "policy", *experiment.attributes]
+    return pd.read_parquet(path, columns=[c for c in wanted if c in names])
+
+
+def read_human_table(path: Path) -> HumanTable:
+    """A human data CSV; leading '#' lines are its note; every cell is read as text."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            note = []
+            for line in handle:
+                if not line.startswith("#"):
+                    break
+                note.append(line[1:].strip())
+        table = pd.read_csv(path, skiprows=len(note), dtype=str, keep_default_na=True)
+    except FileNotFoundError:
+        raise AnalysisInputError(f"{path}: human data file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AnalysisInputError(f"{path}: not a readable CSV ({exc})") from None
+    return HumanTable(path, table, "\n".join(note))
+
+
+def human_path(run_dir: Path, manifest: dict[str, Any], experiment: Experiment,
+               override: Path | None) -> Path:
+    """The human data file: `override`, else the manifest's, else the scenario's population."""
+    if override is not None:
+        return Path(override)
+    recorded = (manifest.get("human_data") or {}).get("path")
+    scenario_file = Path(str(manifest["scenario"].get("path") or run_dir))
+    candidates = [Path(recorded)] if recorded else []
+    if recorded and not Path(recorded).is_absolute():
+        candidates += [run_dir / recorded, scenario_file.parent / recorded]
+    if experiment.data:
+        candidates.append(scenario_file.parent / experiment.data)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise AnalysisInputError(
+        f"{run_dir / MANIFEST}: no human data file found (human_data.path is "
+        f"{recorded!r}; tried {[str(c) for c in candidates]}); pass --human FILE")
+
+
+def required_human_columns(experiment: Experiment, needed: set[str]) -> list[str]:
+    """Human columns scoring reads: the id, every question x round, the attributes in use."""
+    columns = [experiment.id_column] if experiment.id_column else []
+    columns += [c for q in experiment.questions for r in experiment.rounds
+                if (c := q.column_for(r)) is not None]
+    columns += [f.column for f in experiment.factors if f.name in needed]
+    columns += [human for name, human in experiment.demographics.items() if name in needed]
+    return columns
+
+
+def check_columns(present: set[str], required: list[str], where: str, what: str) -> None:
+    """Raise naming every required column that a table lacks."""
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise AnalysisInputError(f"{where}: missing required column(s) {missing} ({what})")
+
+
+def read_run(run_dir: Path, human: Path | None) -> RunInputs:
+    """Read and check a run directory and its human data before any scoring starts."""
+    manifest = read_manifest(run_dir)
+    where = f"{run_dir / MANIFEST}: scenario.resolved"
+    experiment = experiment_from_resolved(manifest["scenario"]["resolved"], where)
+    needed = set(experiment.subgroups) | check_formulas(experiment, where)
+    responses = read_responses(run_dir, experiment)
+    check_columns(set(responses.columns), [a for a in experiment.attributes if a in needed],
+                  str(run_dir / RESPONSES), "subgroup or regression variables")
+    path = human_path(run_dir, manifest, experiment, human)
+    reference = read_human_table(path)
+    check_columns(set(reference.table.columns), required_human_columns(experiment, needed),
+                  str(path), "named by the scenario's population, conditions and questions")
+    if "policy" not in responses.columns:
+        responses = responses.assign(policy=(manifest.get("policies") or ["default"])[0])
+    present = set(responses["policy"].astype(str))
+    if "human" in present:
+        raise AnalysisInputError(f"{run_dir / RESPONSES}: a policy is named 'human', which is "
+                                 "reserved for the reference sample; rename the policy")
+    order = [p for p in manifest.get("policies") or [] if p in present]
+    order += sorted(present - set(order))
+    policy_column = responses["policy"].astype(str)
+    samples = [sample_from_responses(responses[policy_column == p], experiment, p,
+                                     str(run_dir / RESPONSES)) for p in order]
+    if not samples:
+        raise AnalysisInputError(f"{run_dir / RESPONSES}: has no rows to score")
+    table, scope = twin_counterparts(reference.table, responses, manifest, experiment, path)
+    reference_sample = sample_from_human(table, experiment, str(path))
+    human_sample, *policy_samples = align_attributes([reference_sample, *samples])
+    return RunInputs(run_dir, manifest, experiment, policy_samples, human_sample, path,
+                     reference.note, scope)
+
+
+def twin_counterparts(table: pd.DataFrame, responses: pd.DataFrame, manifest: dict[str, Any],
+                      experiment: Experiment, path: Path) -> tuple[pd.DataFrame, str]:
+    """For a twins run, the human rows whose twins were simulated (a holdout, never a pilot)."""
+    population = manifest["scenario"]["resolved"].get("population") or {}
+    if population.get("source") != "twins" or not experiment.id_column:
+        return table, "all rows of the human data"
+    simulated = set(responses["participant_id"].astype(str))
+    keep = table[experiment.id_column].astype(str).isin(simulated)
+    if not keep.any():
+        raise AnalysisInputError(f"{path}: none of the run's participant ids appear in column "
+                                 f"'{experiment.id_column}'; is this the run's human data?")
+    return table[keep], f"the {int(keep.sum())} human rows whose twins were simulated"
