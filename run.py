@@ -60,6 +60,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a run against the human (or reference) data; write report.json and print tables."""
+    from analysis.errors import AnalysisInputError
+    from analysis.render import print_report
+    from analysis.report import score_run
+
+    try:
+        report = score_run(args.run_dir, human=args.human, bootstrap=args.bootstrap, seed=args.seed)
+    except AnalysisInputError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    print_report(report, console)
+    console.print(str(args.run_dir / "report.json"), markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     top = argparse.ArgumentParser(prog="run.py", description=__doc__)
@@ -78,6 +94,12 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir", type=Path)
     show.add_argument("--participant", required=True)
     show.set_defaults(handler=cmd_show)
+    score = sub.add_parser("score", help="score a run against the human data")
+    score.add_argument("run_dir", type=Path)
+    score.add_argument("--human", type=Path, default=None, help="human data CSV (default: the run's)")
+    score.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    score.add_argument("--seed", type=int, default=0, help="seed of bootstrap and split halves")
+    score.set_defaults(handler=cmd_score)
     return top
 
 

@@ -143,6 +143,12 @@ def check_columns(present: set[str], required: list[str], where: str, what: str)
         raise AnalysisInputError(f"{where}: missing required column(s) {missing} ({what})")
 
 
+def policy_names(manifest: dict[str, Any]) -> list[str]:
+    """Policy names in the manifest's order; entries are names or {"name": ...} records."""
+    entries = manifest.get("policies") or []
+    return [str(e["name"]) if isinstance(e, dict) else str(e) for e in entries]
+
+
 def read_run(run_dir: Path, human: Path | None) -> RunInputs:
     """Read and check a run directory and its human data before any scoring starts."""
     manifest = read_manifest(run_dir)
@@ -157,12 +163,12 @@ def read_run(run_dir: Path, human: Path | None) -> RunInputs:
     check_columns(set(reference.table.columns), required_human_columns(experiment, needed),
                   str(path), "named by the scenario's population, conditions and questions")
     if "policy" not in responses.columns:
-        responses = responses.assign(policy=(manifest.get("policies") or ["default"])[0])
+        responses = responses.assign(policy=(policy_names(manifest) or ["default"])[0])
     present = set(responses["policy"].astype(str))
     if "human" in present:
         raise AnalysisInputError(f"{run_dir / RESPONSES}: a policy is named 'human', which is "
                                  "reserved for the reference sample; rename the policy")
-    order = [p for p in manifest.get("policies") or [] if p in present]
+    order = [p for p in policy_names(manifest) if p in present]
     order += sorted(present - set(order))
     policy_column = responses["policy"].astype(str)
     samples = [sample_from_responses(responses[policy_column == p], experiment, p,
