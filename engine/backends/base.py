@@ -31,10 +31,15 @@ class TextQuery:
 
 @dataclass(frozen=True)
 class Distribution:
-    """Renormalised option probabilities and the raw probability mass the options had."""
+    """Renormalised option probabilities and the raw probability mass the options had.
+
+    `invalid` holds the reason when a remote backend could not read an answer within its bound;
+    such a distribution's probs are NaN, so drawing from it fails loudly instead of guessing.
+    """
 
     probs: np.ndarray
     option_mass: float
+    invalid: str | None = None
 
 
 class Backend(Protocol):
@@ -53,6 +58,11 @@ class Backend(Protocol):
     def generate(self, queries: Sequence[TextQuery]) -> list[str]:
         """For each query, generated text (greedy)."""
         ...
+
+
+def invalid_distribution(n_options: int, reason: str) -> Distribution:
+    """An answer that could not be read: NaN probabilities and the reason."""
+    return Distribution(np.full(n_options, np.nan), float("nan"), invalid=reason)
 
 
 def options_from_logprobs(label_logprobs: np.ndarray) -> Distribution:

@@ -1,0 +1,329 @@
+"""Any OpenAI-compatible completions endpoint, vLLM's server first: async, bounded, retried.
+
+Prompts are rendered locally with the model directory's chat template (exactly as the
+transformers backend renders them) and sent to `/v1/completions`, one request per query with at
+most `max_in_flight` requests open; the server batches them. Two dialects:
+
+- `vllm` (exact): the prompt goes as token ids, and vLLM's `logprob_token_ids` extension returns
+  the raw log-probability of every option label token, keyed `token_id:N`.
+- `openai` (approximate): the prompt goes as text (the server tokenizes it again and may add
+  a BOS token) and labels are looked up among the first token's `top_logprobs`; a label
+  outside the top-k makes the answer unreadable.
+
+Failures are never silent. 429, 408, 5xx, timeouts and dropped connections are retried with
+exponential backoff and full jitter, up to `max_retries`, then `BackendUnavailable` is raised;
+other 4xx raise `BackendRequestError` at once. An answer that arrives but cannot be read is
+counted in `counters.invalid` with its reason and asked again, up to `max_invalid` attempts in
+all; after that a choice answer is returned as a Distribution with `invalid` set (NaN probs,
+never cached) and a text answer raises `UnreadableAnswerError`. The API key is read from the
+environment variable named `api_key_env` and never stored, logged or put in identity().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from engine.backends.base import (
+    ChoiceQuery,
+    Distribution,
+    TextQuery,
+    invalid_distribution,
+    options_from_logprobs,
+)
+from engine.backends.chat_template import ChatPrompt
+from engine.backends.transformers_backend import weights_digest
+
+log = logging.getLogger(__name__)
+BASE = "base"
+
+
+class BackendUnavailable(RuntimeError):
+    """The endpoint kept failing (status, timeout or connection) after every retry."""
+
+
+class BackendRequestError(RuntimeError):
+    """The endpoint rejected a request in a way retrying cannot fix (a 4xx other than 408/429)."""
+
+
+class UnreadableAnswerError(RuntimeError):
+    """A text answer could not be read within the bound of attempts."""
+
+
+class _Unreadable(Exception):
+    """One response that arrived but holds no readable answer."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: per-request retries with exponential backoff and full jitter."""
+
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 120.0
+    max_invalid: int = 3
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry `attempt` (0-based); a server's Retry-After wins, capped."""
+        if retry_after is not None:
+            return min(retry_after, self.backoff_max)
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+
+
+@dataclass
+class Counters:
+    """What the endpoint cost: requests sent, retries, unreadable answers, answers given up on."""
+
+    requests: int = 0
+    retries: int = 0
+    invalid: int = 0
+    failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers for a run manifest."""
+        return {"requests": self.requests, "retries": self.retries, "invalid": self.invalid,
+                "failed": self.failed, "reasons": dict(self.reasons)}
+
+
+@dataclass(frozen=True)
+class _Job:
+    payload: dict[str, Any]
+    read: Callable[[str], Any]
+    give_up: Callable[[str], Any]
+
+
+class OpenAIBackend:
+    """Queries an OpenAI-compatible server; one call answers a whole batch, concurrently.
+
+    `adapters` maps a policy to its local LoRA adapter directory (recorded in identity, for
+    caches); `served` maps a policy to the model name the server knows it by (default: the
+    policy's own name, as in `--lora-modules NAME=PATH`). `base` is served as `served_model`,
+    by default the model directory's path, which is what vLLM serves it as.
+    """
+
+    kind = "openai"
+
+    def __init__(self, model_dir: str | Path, *, base_url: str,
+                 adapters: Mapping[str, Path | str | None] | None = None,
+                 served: Mapping[str, str] | None = None, served_model: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", dialect: Literal["vllm", "openai"] = "vllm",
+                 max_in_flight: int = 32, top_logprobs: int = 20, seed: int = 0,
+                 temperature: float = 0.0, **retry: Any) -> None:
+        if dialect not in ("vllm", "openai"):
+            raise ValueError(f"dialect must be 'vllm' or 'openai', not {dialect!r}")
+        self.model_dir = Path(model_dir)
+        self.chat = ChatPrompt(self.model_dir)
+        self.url = base_url.rstrip("/") + "/completions"
+        self.base_url, self.dialect, self.api_key_env = base_url, dialect, api_key_env
+        self.max_in_flight, self.top_logprobs = max_in_flight, top_logprobs
+        self.seed, self.temperature = seed, temperature
+        self.retry = RetryPolicy(**retry)
+        self.adapters = {name: str(path) for name, path in (adapters or {}).items() if path}
+        names = [BASE, *(adapters or {}), *(served or {})]
+        self.served = {name: (served or {}).get(name, name) for name in names}
+        self.served[BASE] = (served or {}).get(BASE, served_model or str(self.model_dir))
+        self.counters = Counters()
+
+    def identity(self) -> dict[str, Any]:
+        """Endpoint, served names, tokenizer directory, dialect and sampling; never the API key."""
+        weights = any(self.model_dir.glob("*.safetensors")) or any(self.model_dir.glob("*.bin"))
+        return {"backend": self.kind, "base_url": self.base_url, "dialect": self.dialect,
+                "model_dir": str(self.model_dir), "served": dict(self.served),
+                **({"weights_sha256": weights_digest(self.model_dir)} if weights else {}),
+                "seed": self.seed, "temperature": self.temperature, "api_key_env": self.api_key_env,
+                **({"adapters": dict(self.adapters)} if self.adapters else {})}
+
+    def prompt(self, messages: Sequence[Any]) -> str:
+        """The exact text the model reads, ending where the answer begins."""
+        return self.chat.text(messages)
+
+    def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
+        """Probability of each option label as the first answer token, renormalised."""
+        return _run_sync(self._answer_all([self._choice_job(q) for q in queries]))
+
+    def generate(self, queries: Sequence[TextQuery]) -> list[str]:
+        """Text for each query: greedy unless the backend was given a temperature."""
+        return _run_sync(self._answer_all([self._text_job(q) for q in queries]))
+
+    def _base_payload(self, policy: str, messages: Sequence[Any]) -> dict[str, Any]:
+        if policy not in self.served:
+            raise ValueError(f"policy {policy!r} is not registered with this backend; "
+                             f"registered: {', '.join(self.served)}")
+        prompt: list[int] | str = (self.chat.ids(messages) if self.dialect == "vllm"
+                                   else self.chat.text(messages))
+        return {"model": self.served[policy], "prompt": prompt, "seed": self.seed}
+
+    def _choice_job(self, query: ChoiceQuery) -> _Job:
+        ids = self.chat.label_ids(query.labels)
+        payload = {**self._base_payload(query.policy, query.messages), "max_tokens": 1,
+                   "temperature": 0.0}
+        if self.dialect == "vllm":
+            keys = [f"token_id:{i}" for i in ids]
+            payload.update(logprobs=len(set(ids)), logprob_token_ids=ids,
+                           return_tokens_as_token_ids=True)
+        else:
+            keys = [self.chat.tokenizer.decode([i]) for i in ids]
+            payload.update(logprobs=self.top_logprobs)
+        return _Job(payload, lambda body: _read_choice(body, query.labels, keys),
+                    lambda reasons: invalid_distribution(len(ids), reasons))
+
+    def _text_job(self, query: TextQuery) -> _Job:
+        payload = {**self._base_payload(query.policy, query.messages),
+                   "max_tokens": query.max_tokens, "temperature": self.temperature}
+        if self.dialect == "openai":
+            return _Job(payload, _read_text, _raise_unreadable)
+        # Decoded here as the transformers backend decodes (the server's incremental detokenizer
+        # would hold back a trailing partial UTF-8 byte).
+        payload["return_token_ids"] = True
+        return _Job(payload, lambda body: _read_token_text(body, self._decode), _raise_unreadable)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.chat.tokenizer.decode(ids, skip_special_tokens=True)
+
+    async def _answer_all(self, jobs: list[_Job]) -> list[Any]:
+        """Every job's answer, in order, with at most max_in_flight requests open."""
+        if not jobs:
+            return []
+        limits = httpx.Limits(max_connections=self.max_in_flight,
+                              max_keepalive_connections=self.max_in_flight)
+        gate = asyncio.Semaphore(self.max_in_flight)
+        async with httpx.AsyncClient(timeout=self.retry.timeout, limits=limits,
+                                     headers=self._headers()) as client:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self._answer(client, gate, job)) for job in jobs]
+            except ExceptionGroup as failures:  # the first real error, not a group of them
+                raise failures.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    async def _answer(self, client: httpx.AsyncClient, gate: asyncio.Semaphore, job: _Job) -> Any:
+        """Ask until the answer can be read, at most max_invalid times."""
+        reasons: list[str] = []
+        for _ in range(self.retry.max_invalid):
+            body = await self._post(client, gate, job.payload)
+            try:
+                return job.read(body)
+            except _Unreadable as exc:
+                self.counters.invalid += 1
+                self.counters.reasons[str(exc)] += 1
+                reasons.append(str(exc))
+                log.warning("unreadable answer from %s: %s", self.url, exc)
+        self.counters.failed += 1
+        return job.give_up(f"unreadable after {len(reasons)} attempts: " + "; ".join(reasons))
+
+    async def _post(self, client: httpx.AsyncClient, gate: asyncio.Semaphore,
+                    payload: dict[str, Any]) -> str:
+        """The response body, retrying what a retry can fix; holds a slot only while in flight."""
+        failure = "no attempt"
+        for attempt in range(self.retry.max_retries + 1):
+            retry_after = None
+            async with gate:
+                self.counters.requests += 1
+                try:
+                    response = await client.post(self.url, json=payload)
+                except httpx.TimeoutException:
+                    failure = f"timed out after {self.retry.timeout} s"
+                except httpx.TransportError as exc:
+                    failure = f"connection failed ({type(exc).__name__})"
+                else:
+                    if response.status_code < 400:
+                        return response.text
+                    failure, retry_after = f"HTTP {response.status_code}", _retry_after(response)
+                    if not _retryable(response.status_code):
+                        raise BackendRequestError(
+                            f"{self.url} answered HTTP {response.status_code}: {response.text[:300]}")
+            if attempt == self.retry.max_retries:
+                break
+            self.counters.retries += 1
+            delay = self.retry.delay(attempt, retry_after)
+            log.warning("%s: %s; retry %d of %d in %.2f s", self.url, failure, attempt + 1,
+                        self.retry.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise BackendUnavailable(f"{self.url}: {failure}, after {self.retry.max_retries + 1} attempts")
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A Retry-After header in seconds (an HTTP date is ignored: backoff applies instead)."""
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _first_choice(body: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+        choice = data["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise _Unreadable("the response is not a completions JSON body with a choice") from None
+    if not isinstance(choice, dict):
+        raise _Unreadable("the response's choice is not an object")
+    return choice
+
+
+def _read_choice(body: str, labels: Sequence[str], keys: Sequence[str]) -> Distribution:
+    """The option distribution from the first generated token's logprobs."""
+    try:
+        top = _first_choice(body)["logprobs"]["top_logprobs"][0]
+    except (KeyError, IndexError, TypeError):
+        raise _Unreadable("the response has no logprobs for the first token") from None
+    if not isinstance(top, dict):
+        raise _Unreadable("the first token's top_logprobs is not an object")
+    values = []
+    for label, key in zip(labels, keys, strict=True):
+        value = top.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise _Unreadable(f"no logprob for option label {label!r} ({key!r})")
+        values.append(float(value))
+    return options_from_logprobs(np.array(values))
+
+
+def _read_text(body: str) -> str:
+    text = _first_choice(body).get("text")
+    if not isinstance(text, str):
+        raise _Unreadable("the response's choice has no text")
+    return text
+
+
+def _read_token_text(body: str, decode: Callable[[list[int]], str]) -> str:
+    ids = _first_choice(body).get("token_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise _Unreadable("the response's choice has no token_ids")
+    return decode(ids)
+
+
+def _raise_unreadable(reasons: str) -> str:
+    raise UnreadableAnswerError(reasons)
+
+
+def _run_sync(work: Coroutine[Any, Any, list[Any]]) -> list[Any]:
+    """Run a coroutine to completion from synchronous code, even inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # e.g. called from a notebook's loop
+        return pool.submit(asyncio.run, work).result()

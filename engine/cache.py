@@ -1,0 +1,190 @@
+"""Response cache: every answer a backend gave, keyed by everything that determined it.
+
+A key is the SHA-256 of (backend kind, model identity, the policy's adapter identity, the
+rendered prompt, the option labels or the text length); the backend's identity carries its
+sampling parameters and seed. Answers live in SQLite (WAL, synchronous=FULL) in the run
+directory: each `put_many` is one transaction, so a run killed at any instant keeps every batch
+it committed and loses none half-written. A rerun over the same directory answers those from
+the cache and asks the backend only for the rest, which is what makes a run resumable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.backends.base import Backend, ChoiceQuery, Distribution, TextQuery
+
+CACHE_FILE = "responses.sqlite"
+KEY_VERSION = 1
+# Where a backend is reached, not what answers: a server on another port gives the same answers.
+NOT_IN_KEY = frozenset({"base_url"})
+# Identity entries that map policy -> something: only the asking policy's entry enters its key, so
+# adding a policy to a run leaves the other policies' cached answers valid.
+PER_POLICY = ("adapters", "served")
+
+Answer = Distribution | str
+
+
+class ResponseCache:
+    """Answers by content key in an SQLite file; safe to kill at any moment."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss too
+        self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, "
+                         "kind TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL)")
+
+    @staticmethod
+    def key(*, identity: Mapping[str, Any], adapter: Any, prompt: str,
+            labels: Sequence[str] | None = None, max_tokens: int | None = None) -> str:
+        """Content hash of everything that determines one answer (`adapter`: the policy's part)."""
+        model = {k: v for k, v in identity.items() if k not in PER_POLICY and k not in NOT_IN_KEY}
+        content = {"v": KEY_VERSION, "model": model, "adapter": adapter, "prompt": prompt,
+                   "labels": None if labels is None else list(labels), "max_tokens": max_tokens}
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Answer]:
+        """The cached answers among keys (absent keys are simply missing from the result)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Answer] = {}
+        for start in range(0, len(wanted), 500):  # SQLite caps bound parameters per statement
+            chunk = wanted[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT key, kind, answer FROM answers WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk)
+            found.update((key, _decode(kind, answer)) for key, kind, answer in rows)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, Answer]]) -> None:
+        """Store answers in one transaction; an invalid distribution is refused."""
+        rows = [(key, *_encode(answer), time.time()) for key, answer in items]
+        if not rows:
+            return
+        with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database (its WAL is checkpointed into the main file)."""
+        self._db.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _encode(answer: Answer) -> tuple[str, str]:
+    if isinstance(answer, str):
+        return "text", json.dumps({"text": answer})
+    if answer.invalid is not None:
+        raise ValueError(f"an invalid answer is never cached ({answer.invalid})")
+    # json writes floats with repr, so float64 probabilities come back bit for bit.
+    return "choice", json.dumps({"probs": [float(p) for p in answer.probs],
+                                 "option_mass": float(answer.option_mass)})
+
+
+def _decode(kind: str, answer: str) -> Answer:
+    data = json.loads(answer)
+    if kind == "text":
+        return str(data["text"])
+    return Distribution(np.array(data["probs"], dtype=np.float64), float(data["option_mass"]))
+
+
+class CachedBackend:
+    """A backend that answers what it has seen from the cache and sends only misses on.
+
+    Identical queries in one batch are sent once. Answers marked invalid are passed through but
+    never stored, so a resumed run asks for them again.
+    """
+
+    def __init__(self, inner: Backend, cache: ResponseCache) -> None:
+        self.inner, self.cache = inner, cache
+        self.kind = inner.kind
+        self.hits = 0
+        self.misses = 0
+
+    def identity(self) -> dict[str, Any]:
+        """The inner backend's identity: the cache changes no answer."""
+        return self.inner.identity()
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend-specific attributes (counters, tokenizer, close) stay reachable through the cache.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
+        """Cached answers where the cache has them; one inner call for all the rest."""
+        keys = self._keys(queries, lambda q: {"labels": q.labels})
+        return self._answer(queries, keys, self.inner.option_distributions)
+
+    def generate(self, queries: Sequence[TextQuery]) -> list[str]:
+        """Cached texts where the cache has them; one inner call for all the rest."""
+        keys = self._keys(queries, lambda q: {"max_tokens": q.max_tokens})
+        return self._answer(queries, keys, self.inner.generate)
+
+    def _keys(self, queries: Sequence[Any], shape: Callable[[Any], dict[str, Any]]) -> list[str]:
+        identity = self.inner.identity()
+        per_policy: dict[str, dict[str, Any]] = {}
+        for policy in {q.policy for q in queries}:
+            part = {"adapter": adapter_identity(identity.get("adapters", {}).get(policy))}
+            if "served" in identity:
+                part["served"] = identity["served"].get(policy)
+            per_policy[policy] = part
+        return [ResponseCache.key(identity=identity, adapter=per_policy[q.policy],
+                                  prompt=self._prompt(q.messages), **shape(q)) for q in queries]
+
+    def _prompt(self, messages: Sequence[Any]) -> str:
+        render = getattr(self.inner, "prompt", None)
+        if render is not None:  # the exact text the model reads, template included
+            return str(render(messages))
+        return json.dumps([m.as_dict() for m in messages])
+
+    def _answer(self, queries: Sequence[Any], keys: list[str], ask: Callable[[list[Any]], list[Any]],
+                ) -> list[Any]:
+        found = self.cache.get_many(keys)
+        first_of: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in found:
+                first_of.setdefault(key, i)
+        self.hits += len(keys) - sum(1 for k in keys if k not in found)
+        self.misses += len(first_of)
+        if first_of:
+            fresh = ask([queries[i] for i in first_of.values()])
+            if len(fresh) != len(first_of):
+                raise RuntimeError(f"backend {self.kind} returned {len(fresh)} answers "
+                                   f"for {len(first_of)} queries")
+            new = dict(zip(first_of, fresh, strict=True))
+            self.cache.put_many((k, a) for k, a in new.items()
+                                if not (isinstance(a, Distribution) and a.invalid is not None))
+            found = {**found, **new}
+        return [found[key] for key in keys]
+
+
+def adapter_identity(path: str | Path | None) -> dict[str, str] | None:
+    """A local adapter directory by path and weights hash; anything else by its name alone."""
+    if path is None:
+        return None
+    directory = Path(path)
+    if not directory.is_dir():
+        return {"name": str(path)}
+    from engine.backends.transformers_backend import weights_digest
+
+    return {"path": str(directory), "sha256": weights_digest(directory)}

@@ -1,0 +1,122 @@
+"""A local stand-in for an OpenAI-compatible server that misbehaves on a script (127.0.0.1 only).
+
+Each POST takes the next behaviour from the script; once it runs out, every answer is correct.
+Behaviours: ok, 500, 503, 429, 400, hang (answers after the client has given up), drop (closes
+the connection without a response), garbage (not JSON), nologprobs (JSON without logprobs).
+A correct choice answer gives token t the log-probability `fake_logprob(t)`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HANG_SECONDS = 1.0
+TOP_LOGPROBS_BY_TEXT = {"A": -1.0, "B": -2.0, " the": -0.5}
+
+
+def fake_logprob(token_id: int) -> float:
+    """The log-probability the stand-in gives a token (deterministic, distinct per token)."""
+    return -1.0 - 0.25 * (token_id % 7)
+
+
+class ScriptedServer:
+    """Serves /v1/completions on a free local port from a thread; records every request."""
+
+    def __init__(self, script: Iterable[str] = (), delay: float = 0.0) -> None:
+        self.script: deque[str] = deque(script)
+        self.delay = delay
+        self.requests: list[dict[str, Any]] = []
+        self.authorization: list[str | None] = []
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def next_behaviour(self, request: dict[str, Any], authorization: str | None) -> str:
+        with self.lock:
+            self.requests.append(request)
+            self.authorization.append(authorization)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return self.script.popleft() if self.script else "ok"
+
+    def done(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def correct_body(request: dict[str, Any]) -> dict[str, Any]:
+    """What a vLLM server would answer, with fake log-probabilities."""
+    if "logprob_token_ids" in request:
+        top = {f"token_id:{t}": fake_logprob(t) for t in request["logprob_token_ids"]}
+        return {"choices": [{"index": 0, "text": "x", "logprobs": {"top_logprobs": [top]}}]}
+    if request.get("logprobs"):
+        return {"choices": [{"index": 0, "text": "A", "logprobs": {"top_logprobs": [
+            TOP_LOGPROBS_BY_TEXT]}}]}
+    return {"choices": [{"index": 0, "text": "hello", "token_ids": [72, 73]}]}
+
+
+def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:  # keep test output clean
+            pass
+
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            behaviour = server.next_behaviour(request, self.headers.get("Authorization"))
+            try:
+                time.sleep(server.delay)
+                self._act(behaviour, request)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up first
+                pass
+            finally:
+                server.done()
+
+        def _act(self, behaviour: str, request: dict[str, Any]) -> None:
+            if behaviour == "drop":
+                self.close_connection = True
+                return
+            if behaviour == "hang":
+                time.sleep(HANG_SECONDS)
+            if behaviour in ("500", "503", "429", "400"):
+                headers = {"Retry-After": "0"} if behaviour == "429" else {}
+                self._send(int(behaviour), b'{"error": "scripted"}', headers)
+            elif behaviour == "garbage":
+                self._send(200, b'{"choices": [{"text": ')
+            elif behaviour == "nologprobs":
+                self._send(200, json.dumps({"choices": [{"index": 0, "text": "A"}]}).encode())
+            else:
+                self._send(200, json.dumps(correct_body(request)).encode())
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler

@@ -1,0 +1,225 @@
+"""The OpenAI-compatible backend: exact answers through vLLM's server, and no fault goes unnoticed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("httpx")
+
+from engine.backends.base import ChoiceQuery, TextQuery, options_from_logprobs
+from engine.backends.openai_backend import (
+    BackendRequestError,
+    BackendUnavailable,
+    OpenAIBackend,
+    RetryPolicy,
+    UnreadableAnswerError,
+)
+from tests.backend_queries import choice_queries, max_abs_diff, text_queries
+from tests.scripted_server import HANG_SECONDS, ScriptedServer, fake_logprob
+
+FAST = {"max_retries": 5, "backoff_base": 0.01, "backoff_max": 0.05, "timeout": HANG_SECONDS / 4,
+        "max_invalid": 3}
+SERVER_START_SECONDS = 240
+
+
+def backend(tiny_dir: Path, server: ScriptedServer, **options) -> OpenAIBackend:
+    return OpenAIBackend(tiny_dir, base_url=server.base_url, **{**FAST, **options})
+
+
+def expected(backend: OpenAIBackend, query: ChoiceQuery) -> np.ndarray:
+    ids = backend.chat.label_ids(query.labels)
+    return options_from_logprobs(np.array([fake_logprob(i) for i in ids])).probs
+
+
+def test_every_kind_of_fault_is_retried_until_the_answer_is_read(tiny_dir):
+    faults = ["500", "429", "hang", "drop", "503", "garbage", "nologprobs"]
+    queries = choice_queries(("base",), count=3)
+    with ScriptedServer(faults) as server:
+        client = backend(tiny_dir, server, max_in_flight=1)
+        answers = client.option_distributions(queries)
+    for query, answer in zip(queries, answers, strict=True):
+        assert answer.invalid is None
+        np.testing.assert_allclose(answer.probs, expected(client, query), atol=1e-12)
+    counters = client.counters
+    assert (counters.retries, counters.invalid, counters.failed) == (5, 2, 0)
+    assert counters.requests == len(faults) + len(queries)
+    assert sum(counters.reasons.values()) == 2
+
+
+def test_an_answer_unreadable_every_time_is_marked_invalid_with_its_reason(tiny_dir):
+    query = choice_queries(("base",), count=1)[0]
+    with ScriptedServer(["garbage", "nologprobs", "garbage"]) as server:
+        client = backend(tiny_dir, server)
+        [answer] = client.option_distributions([query])
+        [again] = client.option_distributions([query])  # the script has run out: now readable
+    assert "unreadable after 3 attempts" in answer.invalid and "no logprobs" in answer.invalid
+    assert np.isnan(answer.probs).all() and len(answer.probs) == len(query.labels)
+    assert again.invalid is None
+    assert (client.counters.invalid, client.counters.failed) == (3, 1)
+
+
+def test_a_server_that_keeps_failing_raises_after_the_bounded_retries(tiny_dir):
+    with ScriptedServer(["500"] * 20) as server:
+        client = backend(tiny_dir, server, max_retries=3)
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="HTTP 500, after 4 attempts"):
+            client.option_distributions(choice_queries(("base",), count=1))
+    assert client.counters.retries == 3 and client.counters.requests == 4
+    assert time.monotonic() - started < 5
+
+
+def test_a_rejected_request_is_not_retried(tiny_dir):
+    with ScriptedServer(["400"]) as server:
+        client = backend(tiny_dir, server)
+        with pytest.raises(BackendRequestError, match="HTTP 400"):
+            client.option_distributions(choice_queries(("base",), count=1))
+    assert client.counters.retries == 0
+
+
+def test_requests_in_flight_never_exceed_the_bound(tiny_dir):
+    with ScriptedServer(delay=0.05) as server:
+        client = backend(tiny_dir, server, max_in_flight=3)
+        answers = client.option_distributions(choice_queries(("base",), count=20))
+    assert len(answers) == 20 and len(server.requests) == 20
+    assert 2 <= server.max_in_flight <= 3
+
+
+def test_the_api_key_is_sent_as_a_header_and_never_recorded(tiny_dir, monkeypatch, caplog):
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("SURVEY_TEST_KEY", secret)
+    with caplog.at_level(logging.DEBUG), ScriptedServer(["500", "garbage"]) as server:
+        client = backend(tiny_dir, server, api_key_env="SURVEY_TEST_KEY")
+        client.option_distributions(choice_queries(("base",), count=2))
+    assert set(server.authorization) == {f"Bearer {secret}"}
+    assert secret not in repr(client.identity()) and secret not in caplog.text
+    assert client.identity()["api_key_env"] == "SURVEY_TEST_KEY"
+
+
+def test_policies_map_to_served_model_names(tiny_dir, tiny_lora_dir):
+    queries = choice_queries(("base", "tuned", "other"), count=3)
+    with ScriptedServer() as server:
+        client = backend(tiny_dir, server, served_model="tiny", adapters={"tuned": tiny_lora_dir},
+                         served={"other": "other-lora"})
+        client.option_distributions(queries)
+    assert sorted(r["model"] for r in server.requests) == ["other-lora", "tiny", "tuned"]
+    assert all(isinstance(r["prompt"], list) and "logprob_token_ids" in r for r in server.requests)
+    with pytest.raises(ValueError, match="not registered"):
+        client.option_distributions([ChoiceQuery(queries[0].messages, ("A", "B"), "nobody")])
+
+
+def test_the_openai_dialect_reads_top_logprobs_and_flags_a_label_outside_them(tiny_dir):
+    both = ChoiceQuery(choice_queries(("base",), count=1)[0].messages, ("A", "B"))
+    three = ChoiceQuery(both.messages, ("A", "B", "C"))
+    with ScriptedServer() as server:
+        client = backend(tiny_dir, server, dialect="openai", max_invalid=2)
+        answers = client.option_distributions([both, three])
+    assert isinstance(server.requests[0]["prompt"], str)
+    np.testing.assert_allclose(answers[0].probs, options_from_logprobs(np.array([-1.0, -2.0])).probs)
+    assert "no logprob for option label 'C'" in answers[1].invalid
+    assert client.counters.failed == 1
+
+
+def test_text_is_read_and_text_unreadable_every_time_raises(tiny_dir):
+    queries = [TextQuery(choice_queries(("base",), count=1)[0].messages, max_tokens=4)]
+    with ScriptedServer(["garbage"]) as server:
+        client = backend(tiny_dir, server)
+        assert client.generate(queries) == [client.chat.tokenizer.decode([72, 73])]
+    with ScriptedServer(["garbage"] * 3) as server:
+        client = backend(tiny_dir, server)
+        with pytest.raises(UnreadableAnswerError, match="unreadable after 3 attempts"):
+            client.generate(queries)
+
+
+def test_backoff_grows_within_its_cap_and_honours_retry_after():
+    policy = RetryPolicy(backoff_base=1.0, backoff_max=5.0)
+    assert all(0 <= policy.delay(attempt, None) <= min(5.0, 2 ** attempt) for attempt in range(8))
+    assert policy.delay(0, 3.0) == 3.0 and policy.delay(0, 60.0) == 5.0
+
+
+# --- the real thing: vLLM's OpenAI-compatible server on 127.0.0.1 ---
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"vLLM server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"vLLM server not healthy after {SERVER_START_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_dir, tiny_adapters, tmp_path_factory):
+    """vLLM's OpenAI-compatible server over builtin:tiny serving each adapter under its policy."""
+    pytest.importorskip("vllm")
+    port, log = free_port(), tmp_path_factory.mktemp("vllm-server") / "server.log"
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_dir),
+               "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+               "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
+               "--gpu-memory-utilization", "0.3", "--enable-lora", "--max-lora-rank", "8",
+               # one spare slot: see VllmBackend._lora_slots_needed (vLLM's CPU LoRA ops)
+               "--max-loras", str(len(tiny_adapters) + 1), "--lora-modules",
+               *(f"{name}={path}" for name, path in tiny_adapters.items())]
+    env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # its engine workers share its group
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{port}/health", log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def peft_reference(tiny_dir, tiny_adapters):
+    from engine.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(tiny_dir, adapters=tiny_adapters)
+
+
+@pytest.mark.vllm
+def test_the_vllm_server_agrees_with_transformers_with_and_without_adapters(
+        vllm_server, tiny_dir, tiny_adapters, peft_reference):
+    client = OpenAIBackend(tiny_dir, base_url=vllm_server, served_model="tiny", adapters=tiny_adapters)
+    queries = choice_queries(("base", "tuned", "other"), count=30)
+    got, want = client.option_distributions(queries), peft_reference.option_distributions(queries)
+    for policy in ("base", "tuned", "other"):
+        mine = [i for i, q in enumerate(queries) if q.policy == policy]
+        assert max_abs_diff([got[i] for i in mine], [want[i] for i in mine]) <= 1e-3
+    assert (client.counters.retries, client.counters.invalid) == (0, 0)
+
+
+@pytest.mark.vllm
+def test_the_vllm_server_writes_the_same_greedy_text_as_transformers(vllm_server, tiny_dir,
+                                                                     tiny_backend):
+    client = OpenAIBackend(tiny_dir, base_url=vllm_server, served_model="tiny")
+    queries = text_queries(("base",))
+    assert client.generate(queries) == tiny_backend.generate(queries)
