@@ -32,7 +32,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario and print the run directory."""
-    from engine.runner import run_scenario
+    from engine.policies import twins_from_record
+    from engine.runner import run_scenario, scenario_policies
     from scenarios.loader import load_scenario
 
     loaded = load_scenario(args.scenario)
@@ -44,12 +45,81 @@ def cmd_run(args: argparse.Namespace) -> int:
         def update(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label)
 
+        policies = scenario_policies(loaded, args.policies)
+        twins = twins_from_record(loaded, args.twins) if args.twins else None
         result = run_scenario(loaded, participants=args.participants, seed=args.seed,
-                              out=args.out, progress=update)
-    errors.print(f"{result.participants} participants, {result.backend_calls} backend calls, "
+                              out=args.out, progress=update, policies=policies, twins=twins)
+    each = f" × {len(policies)} policies" if len(policies) > 1 else ""
+    errors.print(f"{result.participants} participants{each}, {result.backend_calls} backend calls, "
                  f"{result.seconds:.1f} s", highlight=False)
     console.print(str(result.run_dir), markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Finetune a LoRA policy on a pilot of the human rows and print the adapter directory."""
+    from agents.pilot import parse_pilot_size, parse_sampling
+    from engine.finetune import TrainingSettings, finetune
+    from scenarios.loader import load_scenario
+
+    loaded = load_scenario(args.scenario)
+    size = parse_pilot_size(args.pilot, str(args.scenario))
+    sampling = parse_sampling(args.sample, str(args.scenario))
+    settings = TrainingSettings(
+        rank=args.rank, alpha=args.alpha, dropout=args.dropout, learning_rate=args.lr,
+        epochs=args.epochs, batch_size=args.batch_size, loss=args.loss, device=args.device,
+        dtype=args.dtype,
+        target_modules=tuple(m.strip() for m in args.target_modules.split(",") if m.strip()))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=False) as bar:
+        task = bar.add_task("preparing the pilot", total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        result = finetune(loaded, pilot=size, sampling=sampling, out=args.out, seed=args.seed,
+                          no_demographics=args.no_demographics, settings=settings, progress=update)
+    errors.print(f"pilot {len(result.split.pilot)} participants ({result.examples} answers), "
+                 f"holdout {len(result.split.holdout)}; final loss {result.final_loss:.3f}, "
+                 f"{result.seconds:.1f} s", highlight=False)
+    console.print(str(result.adapter_dir), markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
+    """The `finetune` command's grammar (defaults suit builtin:tiny on a CPU)."""
+    from engine.finetune import TrainingSettings
+
+    d = TrainingSettings()
+    ft = sub.add_parser("finetune", help="train a LoRA policy on a pilot of the human rows")
+    ft.add_argument("scenario", type=Path)
+    ft.add_argument("--pilot", required=True,
+                    help="pilot size: a fraction in (0, 1) or a number of participants")
+    ft.add_argument("--sample", default="random",
+                    help="random | balanced:COLUMN | condition:NAME=VALUE (default: random)")
+    ft.add_argument("--no-demographics", action="store_true",
+                    help="train on personas without demographics (the scenario's "
+                         "persona_without_demographics)")
+    ft.add_argument("--seed", type=int, default=None, help="overrides the scenario's seed")
+    ft.add_argument("--out", type=Path, required=True, help="adapter directory to create")
+    ft.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank (default {d.rank})")
+    ft.add_argument("--alpha", type=int, default=d.alpha, help=f"LoRA alpha (default {d.alpha})")
+    ft.add_argument("--dropout", type=float, default=d.dropout, help="LoRA dropout")
+    ft.add_argument("--target-modules", default=",".join(d.target_modules),
+                    help="comma-separated module names to adapt")
+    ft.add_argument("--lr", type=float, default=d.learning_rate,
+                    help=f"learning rate (default {d.learning_rate})")
+    ft.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    ft.add_argument("--batch-size", type=int, default=d.batch_size,
+                    help=f"answers per step (default {d.batch_size})")
+    ft.add_argument("--loss", default=d.loss, choices=["token", "options"],
+                    help="cross-entropy of the answer over the vocabulary (token) or over the "
+                         f"options only (default {d.loss})")
+    ft.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1, ... (default cpu)")
+    ft.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"],
+                    help="base model weights' dtype (bfloat16 on a GPU)")
+    ft.set_defaults(handler=cmd_finetune)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -86,7 +156,13 @@ def parser() -> argparse.ArgumentParser:
                      help="simulate N participants (twins: a seeded subset of the data rows)")
     run.add_argument("--seed", type=int, default=None, help="overrides the scenario's seed")
     run.add_argument("--out", type=Path, default=None, help="run directory (default: runs/...)")
+    run.add_argument("--policies", default=None,
+                     help="comma-separated policies, each a name from the scenario's policies: "
+                          "block, 'base', or NAME=ADAPTER_DIR (default: base)")
+    run.add_argument("--twins", default=None,
+                     help="holdout:ADAPTER_DIR/training.json simulates only that pilot's holdout")
     run.set_defaults(handler=cmd_run)
+    add_finetune_parser(sub)
     validate = sub.add_parser("validate", help="check a scenario file")
     validate.add_argument("scenario", type=Path)
     validate.set_defaults(handler=cmd_validate)

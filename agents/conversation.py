@@ -44,10 +44,17 @@ class RoundMemory:
 
 
 def persona_text(scenario: Scenario, demographics: Mapping[str, Any],
-                 condition: Mapping[str, str]) -> str:
-    """The persona and game instructions: what stays the same in every round."""
-    variables = {**demographics, **condition}
-    parts = [render(scenario.persona, variables), render(scenario.instructions, variables)]
+                 condition: Mapping[str, str], show_demographics: bool = True) -> str:
+    """The persona and game instructions: what stays the same in every round.
+
+    Without demographics (the paper's ablation) the persona is `persona_without_demographics`,
+    or the persona itself when it names no demographic; the instructions never see demographics.
+    """
+    if show_demographics:
+        persona, variables = scenario.persona, {**demographics, **condition}
+    else:
+        persona, variables = scenario.persona_without_demographics or scenario.persona, dict(condition)
+    parts = [render(persona, variables), render(scenario.instructions, variables)]
     return "\n\n".join(p for p in parts if p)
 
 

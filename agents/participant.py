@@ -43,7 +43,7 @@ class Participant(mesa.Agent):
     """One simulated participant; answers are drawn with its own seeded generator."""
 
     def __init__(self, model: mesa.Model, spec: ParticipantSpec, scenario: Scenario,
-                 policy: str, rng: np.random.Generator) -> None:
+                 policy: str, rng: np.random.Generator, show_demographics: bool = True) -> None:
         super().__init__(model)
         self.participant_id = spec.participant_id
         self.demographics = dict(spec.demographics)
@@ -51,7 +51,8 @@ class Participant(mesa.Agent):
         self.policy = policy
         self.scenario = scenario
         self.answer_rng = rng
-        self.persona = persona_text(scenario, self.demographics, self.condition)
+        self.show_demographics = show_demographics
+        self.persona = persona_text(scenario, self.demographics, self.condition, show_demographics)
         self.memory: list[RoundMemory] = []
         self.transcript: list[dict[str, Any]] = []
         self.unsaved: list[dict[str, Any]] = []
@@ -82,6 +83,11 @@ class Participant(mesa.Agent):
                 option_mass: float) -> Answer:
         """Draw an answer from the distribution, remember it and add it to the transcript."""
         index = int(self.answer_rng.choice(len(probs), p=probs))
+        return self.give(stage_id, question, index, probs, option_mass)
+
+    def give(self, stage_id: str, question: Question, index: int, probs: np.ndarray,
+             option_mass: float) -> Answer:
+        """Answer with option `index` (drawn, or a pilot human's recorded answer) and remember it."""
         answer = Answer(self._round_id, stage_id, question, probs, option_mass, index)
         ask = question_message(self.scenario, question, self._round_id, self.condition)
         option = (question.options or [])[index]
@@ -103,7 +109,8 @@ class Participant(mesa.Agent):
         }
         if message.role == "system":
             line["parts"] = {"persona": self.persona, "stimulus": self._stimulus,
-                             "memory_rounds": len(self.memory)}
+                             "memory_rounds": len(self.memory),
+                             "demographics_shown": self.show_demographics}
         if answer is not None:
             line |= {"options": answer.question.option_ids, "probs": answer.probs.tolist(),
                      "answer": answer.option_id, "option_mass": answer.option_mass}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ from scenarios.loader import LoadedScenario
 STREAM_ASSIGNMENT = 1
 STREAM_SAMPLING = 2
 STREAM_ANSWERS = 3
+STREAM_PILOT = 4
+STREAM_TRAINING = 5
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,16 @@ class ParticipantSpec:
     condition: dict[str, str] = field(hash=False)
 
 
-def build_population(loaded: LoadedScenario, n: int | None, seed: int) -> list[ParticipantSpec]:
-    """Twins of the data rows (a seeded subset of n when asked) or n draws from marginals."""
+def build_population(loaded: LoadedScenario, n: int | None, seed: int,
+                     ids: Sequence[str] | None = None) -> list[ParticipantSpec]:
+    """Twins of the data rows (only those in `ids` when given; a seeded subset of n when asked)
+    or n draws from marginals."""
     pop = loaded.scenario.population
     if pop.source == "twins":
-        return _twins(loaded, n, seed)
+        return _twins(loaded, n, seed, ids)
+    if ids is not None:
+        raise InputError([Problem(str(loaded.path), None, "--twins",
+                                  "a marginal population has no human rows to choose twins from")])
     size = n or pop.size
     if not size:
         raise InputError([Problem(str(loaded.path), None, "population.size",
@@ -39,25 +47,48 @@ def build_population(loaded: LoadedScenario, n: int | None, seed: int) -> list[P
     return _from_marginals(loaded, size, seed)
 
 
-def _twins(loaded: LoadedScenario, n: int | None, seed: int) -> list[ParticipantSpec]:
+def _twins(loaded: LoadedScenario, n: int | None, seed: int,
+           ids: Sequence[str] | None) -> list[ParticipantSpec]:
     assert loaded.human is not None, "twins need the human data (checked at load)"
     s, table = loaded.scenario, loaded.human.table
-    if n is not None and not 1 <= n <= len(table):
+    names = twin_ids(loaded)
+    positions = np.arange(len(table)) if ids is None else _positions(loaded, names, ids)
+    if n is not None and not 1 <= n <= len(positions):
+        rows = f"the data has {len(table)} rows" if ids is None else f"{len(positions)} were chosen"
         raise InputError([Problem(str(loaded.human.path), None, "--participants",
-                                  f"asked for {n} twins; the data has {len(table)} rows")])
-    positions = np.arange(len(table))
-    if n is not None and n < len(table):
+                                  f"asked for {n} twins; {rows}")])
+    if n is not None and n < len(positions):
         rng = np.random.default_rng([seed, STREAM_SAMPLING])
-        positions = np.sort(rng.choice(len(table), size=n, replace=False))
-    id_column = s.population.id_column
+        positions = np.sort(rng.choice(positions, size=n, replace=False))
     specs = []
     for pos in positions:
         row = table.iloc[int(pos)]
-        pid = str(row[id_column]) if id_column else f"row{int(pos) + 1}"
+        pid = names[int(pos)]
         demographics = {name: _plain(row[col]) for name, col in s.population.demographics.items()}
         condition = {name: str(row[f.column]) for name, f in s.conditions.items() if f.column}
         specs.append(ParticipantSpec(pid, demographics, condition))
     return specs
+
+
+def twin_ids(loaded: LoadedScenario) -> list[str]:
+    """Each human row's participant id, as its twin is named (the id column, else row numbers)."""
+    assert loaded.human is not None, "twins need the human data (checked at load)"
+    id_column = loaded.scenario.population.id_column
+    if id_column:
+        return [str(v) for v in loaded.human.table[id_column]]
+    return [f"row{i + 1}" for i in range(len(loaded.human.table))]
+
+
+def _positions(loaded: LoadedScenario, names: list[str], ids: Sequence[str]) -> np.ndarray:
+    """Data-file positions of the given participant ids (in file order); unknown ids are errors."""
+    wanted = set(ids)
+    unknown = sorted(wanted - set(names))
+    if unknown:
+        assert loaded.human is not None
+        raise InputError([Problem(str(loaded.human.path), None, "--twins",
+                                  f"{len(unknown)} participant id(s) are not in this data file, "
+                                  f"e.g. {', '.join(unknown[:5])}")])
+    return np.array([i for i, name in enumerate(names) if name in wanted], dtype=int)
 
 
 def _from_marginals(loaded: LoadedScenario, n: int, seed: int) -> list[ParticipantSpec]:

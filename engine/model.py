@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,20 +13,37 @@ from agents.participant import Answer, Participant
 from agents.population import STREAM_ANSWERS, ParticipantSpec
 from engine.backends.base import ChoiceQuery
 from engine.batcher import Batcher
+from engine.policies import BASE, Policy
 from scenarios.schema import Scenario, Stage
 
 
+def answer_generator(seed: int, policy: str, index: int) -> np.random.Generator:
+    """The answer draws of twin `index` under `policy`.
+
+    `base` keeps the stream a single-policy run always had; any other policy's stream is keyed by
+    its name, so adding, removing or reordering policies never changes another policy's draws.
+    """
+    if policy == BASE:
+        return np.random.default_rng([seed, STREAM_ANSWERS, index])
+    key = int.from_bytes(hashlib.sha256(policy.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, STREAM_ANSWERS, index, key])
+
+
 class SurveyModel(mesa.Model):
-    """Runs every participant through the scenario, one batched model call per stage."""
+    """Runs every participant through the scenario, one batched model call per policy and stage.
+
+    Each twin takes part once per policy: one Participant per (twin, policy), policy by policy.
+    """
 
     def __init__(self, scenario: Scenario, specs: Sequence[ParticipantSpec], batcher: Batcher,
-                 seed: int, policy: str = "base") -> None:
+                 seed: int, policies: Sequence[Policy] = (Policy(BASE),)) -> None:
         super().__init__(seed=seed)
         self.scenario = scenario
         self.batcher = batcher
-        for index, spec in enumerate(specs):
-            rng = np.random.default_rng([seed, STREAM_ANSWERS, index])
-            Participant(self, spec, scenario, policy, rng)
+        for policy in policies:
+            for index, spec in enumerate(specs):
+                Participant(self, spec, scenario, policy.name,
+                            answer_generator(seed, policy.name, index), policy.demographics)
         self.schedule: list[tuple[int, Stage]] = [
             (r.id, stage) for r in scenario.rounds for stage in scenario.stages
         ]

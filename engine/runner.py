@@ -16,8 +16,10 @@ from typing import Any
 from agents.conversation import ANSWER_INSTRUCTION
 from agents.population import build_population
 from engine.backends import Backend, create_backend
+from engine.backends.transformers_backend import weights_digest
 from engine.batcher import Batcher
 from engine.model import SurveyModel
+from engine.policies import BASE, Policy, TwinChoice, resolve_policies
 from engine.store import RunStore
 from engine.tiny_model import ensure_builtin, is_builtin
 from scenarios.errors import InputError, Problem
@@ -73,22 +75,36 @@ def default_run_dir(loaded: LoadedScenario, seed: int) -> Path:
     return Path("runs") / f"{loaded.scenario.name}-{stamp}-s{seed}"
 
 
+def scenario_policies(loaded: LoadedScenario, names: str | None) -> list[Policy]:
+    """The policies `--policies` names ('base' when none), adapters checked against the model."""
+    if (names is None or names.strip() == BASE) and BASE not in loaded.scenario.policies:
+        return [Policy(BASE)]  # no adapter to check: skip hashing the weights here
+    return resolve_policies(loaded, names, weights_digest(model_directory(loaded)))
+
+
 def run_scenario(loaded: LoadedScenario, *, participants: int | None = None,
                  seed: int | None = None, out: Path | None = None,
-                 backend: Backend | None = None, progress: Progress | None = None) -> RunResult:
-    """Simulate the scenario's participants through every round and stage; return the run."""
+                 backend: Backend | None = None, progress: Progress | None = None,
+                 policies: list[Policy] | None = None, twins: TwinChoice | None = None) -> RunResult:
+    """Simulate the scenario's participants (each under every policy) through every round and
+    stage; return the run. A given backend must already serve every policy."""
     seed = loaded.scenario.seed if seed is None else seed
+    policies = policies or [Policy(BASE)]
     run_dir = out or default_run_dir(loaded, seed)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise InputError([Problem(str(run_dir), None, "--out",
                                   "the run directory exists and is not empty; choose another")])
-    specs = build_population(loaded, participants, seed)
+    specs = build_population(loaded, participants, seed, None if twins is None else twins.ids)
     if backend is None:
-        backend = create_backend(loaded.scenario.backend, model_directory(loaded))
+        adapters = {p.name: p.adapter for p in policies}
+        backend = create_backend(loaded.scenario.backend, model_directory(loaded), adapters=adapters)
     batcher = Batcher(backend)
-    model = SurveyModel(loaded.scenario, specs, batcher, seed)
+    model = SurveyModel(loaded.scenario, specs, batcher, seed, policies)
     store = RunStore(run_dir)
     manifest = build_manifest(loaded, backend, seed, len(specs), run_dir)
+    manifest["policies"] = [p.manifest_entry() for p in policies]
+    if twins is not None:
+        manifest["twins"] = {**twins.source, "ids": [s.participant_id for s in specs]}
     store.start(manifest)
     started = time.perf_counter()
     total = len(model.schedule)
@@ -127,7 +143,8 @@ def build_manifest(loaded: LoadedScenario, backend: Backend, seed: int, n: int,
             "sha256": hashlib.sha256(human.path.read_bytes()).hexdigest()},
         "model": {"name": s.model, "builtin_not_pretrained": is_builtin(s.model),
                   **backend.identity()},
-        "prompts": {"persona": s.persona, "instructions": s.instructions, "stimulus": s.stimulus,
+        "prompts": {"persona": s.persona, "persona_without_demographics": s.persona_without_demographics,
+                    "instructions": s.instructions, "stimulus": s.stimulus,
                     "questions": {q.id: q.text for q in s.questions},
                     "answer_instruction": ANSWER_INSTRUCTION,
                     "chat_template": getattr(tokenizer, "chat_template", None)},

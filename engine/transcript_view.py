@@ -49,14 +49,20 @@ def render_transcript(run_dir: Path, participant_id: str, console: Console) -> N
     if manifest["model"].get("builtin_not_pretrained"):
         console.print(Text("builtin:tiny is not a pretrained language model: its answers are "
                            "noise from random weights.", style="yellow"))
-    persona_shown = False
+    persona_shown: set[str] = set()
+    several = len({line["policy"] for line in lines}) > 1
     pending_question: dict[str, Any] | None = None
     for line in lines:
+        policy = line["policy"]
         if line["role"] == "system":
-            if not persona_shown:
-                console.print(Panel(Text(line["parts"]["persona"]), title="persona",
+            if policy not in persona_shown:
+                if several:  # each policy's transcript of this twin, one after the other
+                    console.rule(Text(f"policy {policy}", style="bold magenta"))
+                shown = "" if line["parts"].get("demographics_shown", True) else \
+                    " (without demographics)"
+                console.print(Panel(Text(line["parts"]["persona"]), title=f"persona{shown}",
                                     title_align="left"))
-                persona_shown = True
+                persona_shown.add(policy)
             console.print(Panel(Text(line["parts"]["stimulus"]),
                                 title=f"round {line['round']} · stimulus", title_align="left",
                                 border_style="cyan"))

@@ -12,6 +12,7 @@ from scenarios.errors import InputError, Problem
 from scenarios.human_data import HumanData, read_human_data
 from scenarios.schema import Scenario
 from scenarios.templates import problems as template_problems
+from scenarios.templates import variables as template_reads
 
 if TYPE_CHECKING:
     from scenarios.loader import LoadedScenario, YamlLocator
@@ -29,6 +30,7 @@ def template_variables(scenario: Scenario) -> dict[str, dict[str, Any]]:
     rounds = {name: first[name] for name in shared} | {"round": 1, "n_rounds": len(scenario.rounds)}
     return {
         "persona": people | conditions,
+        "persona_without_demographics": dict(conditions),
         "instructions": people | conditions,
         "stimulus": conditions | rounds,
         "question": conditions | rounds,
@@ -52,6 +54,7 @@ def check_scenario(
         return Problem(file, locator.line(loc), field_name(loc), message)
 
     problems = list(_ids(s, at)) + list(_references(s, at)) + list(_templates(s, at))
+    problems += list(_policies(s, at))
     human = None
     if s.population.source == "twins" and s.population.data:
         try:
@@ -143,12 +146,41 @@ def _templates(s: Scenario, at: Any) -> Iterator[Problem]:
         (("instructions",), s.instructions, "instructions"),
         (("stimulus",), s.stimulus, "stimulus"),
     ]
+    if s.persona_without_demographics is not None:
+        fields.append((("persona_without_demographics",), s.persona_without_demographics,
+                       "persona_without_demographics"))
     for si, stage in enumerate(s.stages):
         for qi, q in enumerate(stage.questions):
             fields.append((("stages", si, "questions", qi, "text"), q.text, "question"))
     for loc, source, kind in fields:
         for message in template_problems(source, set(samples[kind]), samples[kind]):
             yield at(loc, message)
+
+
+def demographics_in_persona(s: Scenario) -> list[str]:
+    """Demographic names the persona and instructions read (what --no-demographics must drop)."""
+    people = set(_demographic_names(s))
+    return sorted((template_reads(s.persona) | template_reads(s.instructions)) & people)
+
+
+def _policies(s: Scenario, at: Any) -> Iterator[Problem]:
+    """`base` is the scenario's model itself; a policy without demographics needs a persona for it."""
+    people = set(_demographic_names(s))
+    in_instructions = sorted(template_reads(s.instructions) & people)
+    if s.persona_without_demographics is not None and in_instructions:
+        yield at(("instructions",), "the instructions use demographic(s) "
+                 f"{', '.join(in_instructions)}, but they are also shown without demographics "
+                 "(persona_without_demographics is set): move them into the persona")
+    base = s.policies.get("base")
+    if base is not None and base.adapter is not None:
+        yield at(("policies", "base", "adapter"), "'base' is the scenario's model without an "
+                 "adapter; give the adapter policy another name")
+    for name, policy in s.policies.items():
+        if policy.demographics is False and s.persona_without_demographics is None \
+                and demographics_in_persona(s):
+            yield at(("policies", name, "demographics"), "a policy without demographics needs "
+                     "'persona_without_demographics' (the persona or instructions use "
+                     f"{', '.join(demographics_in_persona(s))})")
 
 
 def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:

@@ -178,6 +178,17 @@ class Analysis(Strict):
     regressions: list[Regression] = Field(default_factory=list)
 
 
+class PolicyEntry(Strict):
+    """A named policy: the scenario's model, with a LoRA adapter or without (`base`).
+
+    `adapter` is a peft adapter directory, relative to the scenario file or absolute;
+    `demographics: false` drops demographics from the persona (unset: as the adapter was trained).
+    """
+
+    adapter: str | None = Field(default=None, min_length=1)
+    demographics: bool | None = None
+
+
 class Scenario(Strict):
     """A whole experiment: population, conditions, rounds, stages, persona, coherence, analysis."""
 
@@ -191,12 +202,14 @@ class Scenario(Strict):
     population: Population
     conditions: dict[Identifier, Factor] = Field(default_factory=dict)
     persona: str = Field(min_length=1)
+    persona_without_demographics: str | None = Field(default=None, min_length=1)
     instructions: str = ""
     stimulus: str = Field(min_length=1)
     rounds: list[Round] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
     coherence: list[CoherenceRule] = Field(default_factory=list)
     analysis: Analysis = Field(default_factory=Analysis)
+    policies: dict[Identifier, PolicyEntry] = Field(default_factory=dict)
 
     @property
     def questions(self) -> list[Question]:

@@ -25,6 +25,14 @@ def render(source: str, variables: Mapping[str, Any]) -> str:
     return _compiled(source).render(**variables).strip()
 
 
+def variables(source: str) -> set[str]:
+    """The names a template reads (empty when it does not parse; `problems` reports that)."""
+    try:
+        return set(meta.find_undeclared_variables(_ENV.parse(source)))
+    except TemplateSyntaxError:
+        return set()
+
+
 def problems(source: str, allowed: set[str], sample: Mapping[str, Any]) -> list[str]:
     """What is wrong with a template: syntax, unknown variables, reaching Python internals."""
     try:

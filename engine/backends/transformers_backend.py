@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,17 @@ hf_logging.disable_progress_bar()  # rich draws the only progress bar
 
 
 class TransformersBackend:
-    """A local Hugging Face causal LM; one call scores a whole batch of conversations."""
+    """A local Hugging Face causal LM; one call scores a whole batch of conversations.
+
+    Several policies share the one base model: `adapters` maps a policy name to a peft LoRA
+    adapter directory (None: the base weights alone). The policy `base` always exists.
+    """
 
     kind = "transformers"
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "float32", device: str = "cpu",
-                 token_budget: int = TOKEN_BUDGET) -> None:
+                 token_budget: int = TOKEN_BUDGET,
+                 adapters: Mapping[str, Path | None] | None = None) -> None:
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise InputError([Problem(str(self.model_dir), None, "model",
@@ -41,17 +48,58 @@ class TransformersBackend:
         self.model.to(device).eval()
         self.device, self.dtype, self.token_budget = device, dtype, token_budget
         self._label_ids: dict[str, int] = {}
+        self.policies: dict[str, Path | None] = {"base": None, **(adapters or {})}
+        self._load_adapters()
+
+    def _load_adapters(self) -> None:
+        """Wrap the base model once with every adapter, each under its policy's name."""
+        named = [(name, path) for name, path in self.policies.items() if path is not None]
+        if not named:
+            return
+        from peft import PeftModel
+
+        for name, path in named:
+            try:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(str(path), adapter_name=name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise InputError([Problem(str(path), None, f"policy {name}", "the adapter does not "
+                                          f"load onto {self.model_dir}: {exc}")]) from None
+        self.model.to(self.device).eval()
 
     def identity(self) -> dict[str, Any]:
-        """Model directory, a hash of its weights, dtype and device."""
+        """Model directory, a hash of its weights, dtype, device and the adapters by policy."""
+        adapters = {name: str(path) for name, path in self.policies.items() if path is not None}
         return {"backend": self.kind, "model_dir": str(self.model_dir),
                 "weights_sha256": weights_digest(self.model_dir), "dtype": self.dtype,
-                "device": self.device}
+                "device": self.device, **({"adapters": adapters} if adapters else {})}
 
     def prompt(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
         return self.tokenizer.apply_chat_template(
             [m.as_dict() for m in messages], tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, messages: Sequence[Any]) -> list[int]:
+        """The prompt's token ids, exactly as scored (and as finetuning trains on them)."""
+        return self.tokenizer.encode(self.prompt(messages), add_special_tokens=False)
+
+    @contextlib.contextmanager
+    def policy(self, name: str) -> Iterator[None]:
+        """Answer as this policy: its adapter active, or the adapters off for base weights."""
+        if name not in self.policies:
+            raise ValueError(f"policy {name!r} is not registered with this backend; "
+                             f"registered: {', '.join(self.policies)}")
+        path = self.policies[name]
+        if not hasattr(self.model, "disable_adapter"):
+            yield
+        elif path is None:
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(name)
+            yield
 
     def label_id(self, label: str) -> int:
         """The single token an option label is answered with."""
@@ -66,11 +114,11 @@ class TransformersBackend:
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Probability of each option label as the first answer token, renormalised."""
-        prompts = [self.tokenizer.encode(self.prompt(q.messages), add_special_tokens=False)
-                   for q in queries]
+        prompts = [self.prompt_ids(q.messages) for q in queries]
         out: list[Distribution | None] = [None] * len(queries)
-        for batch in self._batches(prompts):
-            logprobs = self._last_logprobs([prompts[i] for i in batch])
+        for batch in self._batches(prompts, [q.policy for q in queries]):
+            with self.policy(queries[batch[0]].policy):
+                logprobs = self._last_logprobs([prompts[i] for i in batch])
             for row, i in enumerate(batch):
                 ids = [self.label_id(label) for label in queries[i].labels]
                 out[i] = options_from_logprobs(logprobs[row, ids])
@@ -78,12 +126,11 @@ class TransformersBackend:
 
     def generate(self, queries: Sequence[TextQuery]) -> list[str]:
         """Greedy text for each query (batched, left padded)."""
-        prompts = [self.tokenizer.encode(self.prompt(q.messages), add_special_tokens=False)
-                   for q in queries]
+        prompts = [self.prompt_ids(q.messages) for q in queries]
         texts = [""] * len(queries)
-        for batch in self._batches(prompts):
+        for batch in self._batches(prompts, [q.policy for q in queries]):
             ids, mask = self._pad([prompts[i] for i in batch])
-            with torch.inference_mode():
+            with torch.inference_mode(), self.policy(queries[batch[0]].policy):
                 new = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                           max_new_tokens=max(queries[i].max_tokens for i in batch),
                                           pad_token_id=self.tokenizer.pad_token_id)
@@ -91,13 +138,14 @@ class TransformersBackend:
                 texts[i] = self.tokenizer.decode(new[row, ids.shape[1]:], skip_special_tokens=True)
         return texts
 
-    def _batches(self, prompts: list[list[int]]) -> list[list[int]]:
-        """Group prompts of similar length so padding stays small and memory bounded."""
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    def _batches(self, prompts: list[list[int]], policies: list[str]) -> list[list[int]]:
+        """Group prompts of one policy and similar length: small padding, bounded memory."""
+        order = sorted(range(len(prompts)), key=lambda i: (policies[i], len(prompts[i])))
         batches, current, longest = [], [], 0
         for i in order:
             longest_if = max(longest, len(prompts[i]))
-            if current and longest_if * (len(current) + 1) > self.token_budget:
+            if current and (longest_if * (len(current) + 1) > self.token_budget
+                            or policies[i] != policies[current[0]]):
                 batches.append(current)
                 current, longest_if = [], len(prompts[i])
             current.append(i)
@@ -112,22 +160,35 @@ class TransformersBackend:
                             device=self.device)
         return ids, mask
 
-    def _last_logprobs(self, prompts: list[list[int]]) -> np.ndarray:
-        """Log-softmax over the vocabulary at each prompt's answer position."""
+    def answer_logits(self, prompts: list[list[int]], keep: int = 1) -> torch.Tensor:
+        """Logits over the vocabulary at the last `keep` positions of each prompt, [batch, keep,
+        vocab]; [:, -1] is the answer position. Finetuning trains these very logits."""
         ids, mask = self._pad(prompts)
         # Positions count real tokens only, so a left-padded prompt scores as if alone.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                          logits_to_keep=keep).logits
+
+    def _last_logprobs(self, prompts: list[list[int]]) -> np.ndarray:
+        """Log-softmax over the vocabulary at each prompt's answer position."""
         with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=1).logits[:, -1, :]
+            logits = self.answer_logits(prompts)[:, -1, :]
         return torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
 
 
 def weights_digest(model_dir: Path) -> str:
     """SHA-256 over the model's weight files, so a manifest pins the exact weights."""
+    files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin"))
+    # Hashing a 16 GB model takes a while: remember it while the files are unchanged.
+    stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _digest(stamp)
+
+
+@lru_cache(maxsize=16)
+def _digest(stamp: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
-        with path.open("rb") as handle:
+    for path, _, _ in stamp:
+        with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()

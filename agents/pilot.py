@@ -1,0 +1,228 @@
+"""The pilot: which human rows a policy is finetuned on, and the conversations it learns from.
+
+The human rows split into a pilot (finetuning data) and a holdout (the twins a policy is judged on).
+
+Three ways to draw the pilot, as in the paper: at random; in equal shares across the groups of a
+demographic column (`balanced:ethnicity`); or from one treatment group only
+(`condition:disclosure=specific`). The split is seeded from the one run seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from agents.conversation import Message
+from agents.participant import Participant
+from agents.population import STREAM_PILOT, ParticipantSpec, twin_ids
+from scenarios.errors import InputError, Problem
+from scenarios.loader import LoadedScenario
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the pilot is drawn: 'random', 'balanced' (by `column`) or 'condition' (factor = level)."""
+
+    kind: str
+    column: str | None = None
+    factor: str | None = None
+    level: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "balanced":
+            return f"balanced:{self.column}"
+        if self.kind == "condition":
+            return f"condition:{self.factor}={self.level}"
+        return "random"
+
+
+@dataclass(frozen=True)
+class PilotSplit:
+    """Pilot and holdout participant ids, each in data-file order; together they are every row."""
+
+    pilot: list[str]
+    holdout: list[str]
+    sampling: Sampling
+    size: float | int
+    note: str = ""
+
+
+def parse_sampling(text: str, where: str) -> Sampling:
+    """'random', 'balanced:COLUMN' or 'condition:NAME=VALUE' (`where` names the file in errors)."""
+    kind, _, rest = text.partition(":")
+    if kind == "random" and not rest:
+        return Sampling("random")
+    if kind == "balanced" and rest:
+        return Sampling("balanced", column=rest)
+    if kind == "condition" and "=" in rest:
+        factor, _, level = rest.partition("=")
+        if factor and level:
+            return Sampling("condition", factor=factor, level=level)
+    raise InputError([Problem(where, None, "--sample", f"'{text}' is not a sampling strategy; "
+                              "expected random, balanced:COLUMN or condition:NAME=VALUE")])
+
+
+def parse_pilot_size(text: str, where: str) -> float | int:
+    """A fraction in (0, 1) ('0.1') or a participant count ('93')."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = None
+    try:
+        fraction = float(text) if count is None else float("nan")
+    except ValueError:
+        fraction = float("nan")
+    if count is not None and count >= 1:
+        return count
+    if not 0 < fraction < 1:
+        raise InputError([Problem(where, None, "--pilot", f"'{text}' is neither a fraction in (0, 1) "
+                                  "nor a whole number of participants")])
+    return fraction
+
+
+def split_pilot(loaded: LoadedScenario, size: float | int, sampling: Sampling,
+                seed: int) -> PilotSplit:
+    """Draw the pilot from the human rows; every other row is the holdout."""
+    assert loaded.human is not None, "twins need the human data (checked at load)"
+    table = loaded.human.table
+    ids = twin_ids(loaded)
+    eligible = _eligible(loaded, sampling)
+    n = _pilot_count(str(loaded.path), size, int(eligible.sum()), sampling)
+    rng = np.random.default_rng([seed, STREAM_PILOT])
+    note = ""
+    if sampling.kind == "balanced":
+        column = _balanced_column(loaded, sampling.column or "")
+        chosen, note = _balanced(table[column].astype(str).to_numpy(), n, rng)
+    else:
+        chosen = rng.choice(np.flatnonzero(eligible), size=n, replace=False)
+    in_pilot = np.zeros(len(table), dtype=bool)
+    in_pilot[chosen] = True
+    return PilotSplit([ids[i] for i in np.flatnonzero(in_pilot)],
+                      [ids[i] for i in np.flatnonzero(~in_pilot)], sampling, size, note)
+
+
+def _eligible(loaded: LoadedScenario, sampling: Sampling) -> np.ndarray:
+    """Rows the pilot may come from: every row, or one treatment group's."""
+    assert loaded.human is not None
+    table, where = loaded.human.table, str(loaded.path)
+    if sampling.kind != "condition":
+        return np.ones(len(table), dtype=bool)
+    factors = loaded.scenario.conditions
+    factor = factors.get(sampling.factor or "")
+    if factor is None or factor.column is None:
+        known = ", ".join(n for n, f in factors.items() if f.column) or "none"
+        raise InputError([Problem(where, None, "--sample", f"unknown condition '{sampling.factor}'; "
+                                  f"conditions with a data column: {known}")])
+    recorded = table[factor.column].astype(str)
+    if sampling.level not in factor.levels or not (recorded == sampling.level).any():
+        raise InputError([Problem(where, None, "--sample", f"condition {sampling.factor} has no "
+                                  f"level '{sampling.level}' in the data; its levels are: "
+                                  + ", ".join(factor.levels))])
+    return (recorded == sampling.level).to_numpy()
+
+
+def _pilot_count(where: str, size: float | int, available: int, sampling: Sampling) -> int:
+    """How many participants a fraction or a count means (a fraction of the eligible rows)."""
+    group = "rows" if sampling.kind != "condition" else f"rows in {sampling.factor}={sampling.level}"
+    if isinstance(size, float):
+        return max(1, round(size * available))
+    if not 1 <= size <= available:
+        raise InputError([Problem(where, None, "--pilot", f"asked for a pilot of {size}; the data "
+                                  f"has {available} {group} (a count must be 1..{available})")])
+    return size
+
+
+def _balanced_column(loaded: LoadedScenario, name: str) -> str:
+    """A demographic name (ethnicity) or a data column, as the data column to balance on."""
+    assert loaded.human is not None
+    demographics = loaded.scenario.population.demographics
+    column = demographics.get(name, name)
+    if column not in loaded.human.table.columns:
+        raise InputError([Problem(str(loaded.path), None, "--sample", f"unknown column '{name}' "
+                                  "for balanced:; demographics: " + ", ".join(demographics)
+                                  + "; data columns: " + ", ".join(map(str, loaded.human.table.columns)))])
+    return column
+
+
+def _balanced(groups: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Equal shares per group; a group smaller than its share gives all its rows and the shortfall
+    is shared equally among the larger groups (so the pilot keeps its size)."""
+    names = sorted(set(groups.tolist()))
+    sizes = {g: int((groups == g).sum()) for g in names}
+    quota = dict.fromkeys(names, 0)
+    left, open_groups = n, list(names)
+    while left and open_groups:
+        share, extra = divmod(left, len(open_groups))
+        # Which groups get the +1 of an uneven split is drawn, not alphabetical.
+        lucky = set(rng.permutation(open_groups)[:extra].tolist())
+        for g in open_groups:
+            quota[g] += min(share + (g in lucky), sizes[g] - quota[g])
+        left = n - sum(quota.values())
+        open_groups = [g for g in open_groups if quota[g] < sizes[g]]
+    chosen = [rng.choice(np.flatnonzero(groups == g), size=quota[g], replace=False) for g in names]
+    short = [g for g in names if quota[g] == sizes[g] and quota[g] < max(quota.values())]
+    note = ("groups smaller than an equal share gave all their rows: " + ", ".join(
+        f"{g} ({sizes[g]})" for g in short)) if short else ""
+    return np.concatenate(chosen).astype(int), note
+
+
+@dataclass(frozen=True)
+class PilotExample:
+    """One training example: the conversation a twin would be asked, and its human's answer."""
+
+    participant_id: str
+    round_id: int
+    question_id: str
+    messages: tuple[Message, ...]
+    labels: tuple[str, ...]
+    label: str
+
+
+def pilot_examples(loaded: LoadedScenario, specs: list[ParticipantSpec],
+                   show_demographics: bool = True) -> list[PilotExample]:
+    """(conversation, human answer) for every pilot participant, round and question.
+
+    Each pilot participant is a Participant driven through the rounds as SurveyModel.step does —
+    a round begins at its first stage, a stage's questions are all asked before any is answered —
+    but it gives its human's recorded answer instead of drawing one. A missing human answer ends
+    that participant's conversation (later rounds would remember an answer we do not have).
+    """
+    assert loaded.human is not None, "a pilot needs human rows"
+    table = loaded.human.table
+    row_of = {pid: i for i, pid in enumerate(twin_ids(loaded))}
+    container = mesa.Model()  # participants are mesa agents and need a model to live in
+    examples: list[PilotExample] = []
+    for spec in specs:
+        p = Participant(container, spec, loaded.scenario, "pilot", np.random.default_rng(0),
+                        show_demographics)
+        examples += _conversation(p, table.iloc[row_of[spec.participant_id]])
+    return examples
+
+
+def _conversation(p: Participant, row: pd.Series) -> list[PilotExample]:
+    """One pilot participant's examples, round by round, until an answer is missing."""
+    found: list[PilotExample] = []
+    for rnd in p.scenario.rounds:
+        p.begin_round(rnd.id)
+        for stage in p.scenario.stages:
+            asked = [(q, p.query(q), _recorded(row, q.column_for(rnd.id), q.option_ids))
+                     for q in stage.questions]
+            found += [PilotExample(p.participant_id, rnd.id, q.id, tuple(messages),
+                                   tuple(q.labels), q.labels[index])
+                      for q, messages, index in asked if index is not None]
+            if any(index is None for _, _, index in asked):
+                return found
+            for q, _, index in asked:
+                p.give(stage.id, q, index, np.eye(len(q.option_ids))[index], 1.0)
+    return found
+
+
+def _recorded(row: pd.Series, column: str | None, option_ids: list[str]) -> int | None:
+    """The option index a human chose (None when the answer is missing or not recorded)."""
+    value = row.get(column) if column else None
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return option_ids.index(str(value))

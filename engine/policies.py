@@ -1,0 +1,183 @@
+"""Policies — the ways a twin can answer: the scenario's model (`base`) or it with a LoRA adapter.
+
+A run names its policies (`--policies base,ft10` from the scenario's `policies:` block, or
+`ft10=ADAPTER_DIR` straight from the command line). Each adapter is checked here: it must be a
+peft adapter directory and, when `finetune` made it, trained on the very weights the scenario's
+model has. `training.json` (written by `finetune`) also says which twins were its pilot and holdout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scenarios.checks import demographics_in_persona
+from scenarios.errors import InputError, Problem
+from scenarios.loader import LoadedScenario
+
+BASE = "base"
+TRAINING_RECORD = "training.json"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A named policy: the base model, or it with a LoRA adapter; with or without demographics."""
+
+    name: str
+    adapter: Path | None = None
+    demographics: bool = True
+    adapter_sha256: str | None = None
+    training: dict[str, Any] | None = None
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """What the run manifest records about this policy."""
+        summary = None
+        if self.training is not None:
+            keys = ("created", "seed", "sampling", "pilot_size", "no_demographics", "base_model",
+                    "hyperparameters", "final_loss", "seconds")
+            summary = {k: self.training.get(k) for k in keys} | {
+                "pilot": len(self.training.get("pilot_ids", [])),
+                "holdout": len(self.training.get("holdout_ids", []))}
+        return {"name": self.name, "adapter": None if self.adapter is None else str(self.adapter),
+                "adapter_sha256": self.adapter_sha256, "demographics": self.demographics,
+                "training": summary}
+
+
+@dataclass(frozen=True)
+class TwinChoice:
+    """Which twins a run simulates (e.g. a training record's holdout) and where that came from."""
+
+    ids: list[str]
+    source: dict[str, Any]
+
+
+def resolve_policies(loaded: LoadedScenario, names: str | None,
+                     weights_sha256: str) -> list[Policy]:
+    """The policies a run asks for ('base' when none): checked adapters, in the order given."""
+    items = [n.strip() for n in (names or BASE).split(",") if n.strip()]
+    where = str(loaded.path)
+    if not items:
+        raise InputError([Problem(where, None, "--policies", "name at least one policy")])
+    policies: list[Policy] = []
+    for item in items:
+        policy = _policy(loaded, item, weights_sha256)
+        if any(p.name == policy.name for p in policies):
+            raise InputError([Problem(where, None, "--policies", f"policy '{policy.name}' is "
+                                      "named twice")])
+        if not policy.demographics:
+            require_persona_without_demographics(loaded)
+        policies.append(policy)
+    return policies
+
+
+def _policy(loaded: LoadedScenario, item: str, weights_sha256: str) -> Policy:
+    """One --policies item: a name from the scenario's block, 'base', or NAME=ADAPTER_DIR."""
+    where, block = str(loaded.path), loaded.scenario.policies
+    name, _, directory = item.partition("=")
+    if not name.isidentifier() or (item.count("=") and not directory):
+        raise InputError([Problem(where, None, "--policies", f"'{item}' is not NAME or "
+                                  "NAME=ADAPTER_DIR (a name is letters, digits and _)")])
+    if directory:
+        if name == BASE:
+            raise InputError([Problem(where, None, "--policies", "'base' is the scenario's model "
+                                      "without an adapter; give the adapter policy another name")])
+        return adapter_policy(name, Path(directory).expanduser().resolve(), None, weights_sha256)
+    entry = block.get(name)
+    if entry is None and name != BASE:
+        known = ", ".join(dict.fromkeys([BASE, *block]))
+        raise InputError([Problem(where, None, "--policies", f"unknown policy '{name}'; the "
+                                  f"scenario defines: {known}; or give NAME=ADAPTER_DIR")])
+    if entry is None or entry.adapter is None:
+        return Policy(name, demographics=True if entry is None else entry.demographics is not False)
+    path = Path(entry.adapter).expanduser()
+    path = path if path.is_absolute() else loaded.resolve(entry.adapter)
+    return adapter_policy(name, path, entry.demographics, weights_sha256)
+
+
+def adapter_policy(name: str, directory: Path, demographics: bool | None,
+                   weights_sha256: str) -> Policy:
+    """A policy served by a peft adapter; refuses adapters trained on other base weights."""
+    if not (directory / ADAPTER_CONFIG).is_file() or not any(
+            (directory / w).is_file() for w in ADAPTER_WEIGHTS):
+        raise InputError([Problem(str(directory), None, f"policy {name}", "not a peft adapter "
+                                  f"directory (expected {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS[0]}; "
+                                  "make one with `run.py finetune`)")])
+    training = None
+    if (directory / TRAINING_RECORD).is_file():
+        training = read_training_record(directory / TRAINING_RECORD)
+        trained_on = (training.get("base_model") or {}).get("weights_sha256")
+        if trained_on != weights_sha256:
+            raise InputError([Problem(str(directory / TRAINING_RECORD), None, "base_model",
+                                      f"policy {name}: the adapter was trained on other base "
+                                      f"weights ({_short(trained_on)}, "
+                                      f"{(training.get('base_model') or {}).get('name')}) than this "
+                                      f"scenario's model has ({_short(weights_sha256)})")])
+        if demographics is None:
+            demographics = not training.get("no_demographics", False)
+    return Policy(name, directory, demographics is not False, adapter_digest(directory), training)
+
+
+def require_persona_without_demographics(loaded: LoadedScenario) -> None:
+    """A persona without demographics needs `persona_without_demographics` unless the persona
+    names no demographic."""
+    used = demographics_in_persona(loaded.scenario)
+    if loaded.scenario.persona_without_demographics is None and used:
+        raise InputError([Problem(str(loaded.path), None, "persona_without_demographics",
+                                  "needed to leave demographics out of the prompt: the persona "
+                                  f"or instructions use {', '.join(used)}; add a persona template "
+                                  "that does not")])
+
+
+def read_training_record(path: Path) -> dict[str, Any]:
+    """An adapter's training.json (`path` may be the adapter directory)."""
+    path = path / TRAINING_RECORD if path.is_dir() else path
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError([Problem(str(path), None, "", "no training record here (expected the "
+                                  f"{TRAINING_RECORD} that `run.py finetune` writes)")]) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(str(path), None, "", f"not valid JSON: {exc}")]) from None
+    if not isinstance(record, dict) or "holdout_ids" not in record:
+        raise InputError([Problem(str(path), None, "", "not a training record (no holdout_ids)")])
+    return record
+
+
+def twins_from_record(loaded: LoadedScenario, spec: str) -> TwinChoice:
+    """`holdout:PATH` or `pilot:PATH`: those twins of a training record, and what to record."""
+    which, _, path = spec.partition(":")
+    if which not in ("holdout", "pilot") or not path:
+        raise InputError([Problem(str(loaded.path), None, "--twins", f"'{spec}' should be "
+                                  "holdout:ADAPTER_DIR/training.json (or pilot:...)")])
+    record = read_training_record(Path(path))
+    human = loaded.human
+    if human is None:
+        raise InputError([Problem(str(loaded.path), None, "--twins", "a marginal population has "
+                                  "no human rows to choose twins from")])
+    data_sha = hashlib.sha256(human.path.read_bytes()).hexdigest()
+    if (record.get("data") or {}).get("sha256") != data_sha:
+        raise InputError([Problem(path, None, "data.sha256", f"the {which} was drawn from another "
+                                  f"data file than this scenario's ({human.path})")])
+    ids = [str(i) for i in record[f"{which}_ids"]]
+    if not ids:
+        raise InputError([Problem(path, None, f"{which}_ids", f"the {which} is empty")])
+    return TwinChoice(ids, {"source": which, "training_record": str(Path(path).resolve()),
+                            "sampling": record.get("sampling"), "count": len(ids)})
+
+
+def adapter_digest(directory: Path) -> str:
+    """SHA-256 over an adapter's config and weights: pins the exact adapter in a manifest."""
+    digest = hashlib.sha256()
+    for name in (ADAPTER_CONFIG, *ADAPTER_WEIGHTS):
+        if (directory / name).is_file():
+            digest.update((directory / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _short(digest: str | None) -> str:
+    return f"weights sha256 {digest[:12]}..." if digest else "no weights hash recorded"
