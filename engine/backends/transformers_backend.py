@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from engine.backends.base import ChoiceQuery, Distribution, TextQuery, options_from_logprobs
+from engine.backends.chat_template import ChatPrompt
 from scenarios.errors import InputError, Problem
 
 # Padded tokens per forward pass. Measured on 2 CPU cores with builtin:tiny: ~8k-token batches
@@ -40,14 +41,14 @@ class TransformersBackend:
         if not (self.model_dir / "config.json").is_file():
             raise InputError([Problem(str(self.model_dir), None, "model",
                                       "not a Hugging Face model directory (no config.json)")])
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.chat = ChatPrompt(self.model_dir)  # the one rendering path all backends share
+        self.tokenizer = self.chat.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self.device, self.dtype, self.token_budget = device, dtype, token_budget
-        self._label_ids: dict[str, int] = {}
         self.policies: dict[str, Path | None] = {"base": None, **(adapters or {})}
         self._load_adapters()
 
@@ -78,12 +79,11 @@ class TransformersBackend:
 
     def prompt(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
-        return self.tokenizer.apply_chat_template(
-            [m.as_dict() for m in messages], tokenize=False, add_generation_prompt=True)
+        return self.chat.text(messages)
 
     def prompt_ids(self, messages: Sequence[Any]) -> list[int]:
         """The prompt's token ids, exactly as scored (and as finetuning trains on them)."""
-        return self.tokenizer.encode(self.prompt(messages), add_special_tokens=False)
+        return self.chat.ids(messages)
 
     @contextlib.contextmanager
     def policy(self, name: str) -> Iterator[None]:
@@ -103,14 +103,7 @@ class TransformersBackend:
 
     def label_id(self, label: str) -> int:
         """The single token an option label is answered with."""
-        if label not in self._label_ids:
-            ids = self.tokenizer.encode(label, add_special_tokens=False)
-            if len(ids) != 1:
-                raise InputError([Problem(str(self.model_dir), None, "options.label",
-                                          f"option label {label!r} is {len(ids)} tokens for this "
-                                          "tokenizer; labels must be single tokens")])
-            self._label_ids[label] = ids[0]
-        return self._label_ids[label]
+        return self.chat.label_id(label)
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Probability of each option label as the first answer token, renormalised."""
