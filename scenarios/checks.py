@@ -10,7 +10,7 @@ from formulaic.errors import FormulaSyntaxError
 
 from scenarios.errors import InputError, Problem
 from scenarios.human_data import HumanData, read_human_data
-from scenarios.schema import Scenario
+from scenarios.schema import BACKEND_OPTIONS, Scenario
 from scenarios.templates import problems as template_problems
 from scenarios.templates import variables as template_reads
 
@@ -55,6 +55,8 @@ def check_scenario(
 
     problems = list(_ids(s, at)) + list(_references(s, at)) + list(_templates(s, at))
     problems += list(_policies(s, at))
+    problems += [at(("backend_options", *loc), message)
+                 for loc, message in backend_option_problems(s.backend, s.backend_options)]
     human = None
     if s.population.source == "twins" and s.population.data:
         try:
@@ -181,6 +183,25 @@ def _policies(s: Scenario, at: Any) -> Iterator[Problem]:
             yield at(("policies", name, "demographics"), "a policy without demographics needs "
                      "'persona_without_demographics' (the persona or instructions use "
                      f"{', '.join(demographics_in_persona(s))})")
+
+
+def backend_option_problems(kind: str, options: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """(location within the options, message) for every problem of a backend's options."""
+    from pydantic import ValidationError
+
+    model = BACKEND_OPTIONS[kind]
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        found = []
+        for err in exc.errors():
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = (f"unknown option for backend '{kind}'; allowed: "
+                           f"{', '.join(model.model_fields)}")
+            found.append((tuple(err["loc"]), message))
+        return found
+    return []
 
 
 def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:

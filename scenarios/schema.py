@@ -7,7 +7,7 @@ file, the data file or the templates live in `scenarios.checks`.
 from __future__ import annotations
 
 import string
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -189,6 +189,59 @@ class PolicyEntry(Strict):
     demographics: bool | None = None
 
 
+BackendKind = Literal["transformers", "vllm", "openai"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+class TransformersOptions(Strict):
+    """`backend: transformers`: a local model in this process (CPU by default)."""
+
+    dtype: Dtype = "float32"
+    device: str = Field(default="cpu", min_length=1)
+    token_budget: int = Field(default=8192, ge=256, description="padded tokens per forward pass")
+
+
+class VllmOptions(Strict):
+    """`backend: vllm`: an in-process vLLM engine. Anything vLLM's `LLM(...)` accepts that is not a
+    field here goes in `engine_args`, passed through unchanged."""
+
+    dtype: Dtype = "float32"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    max_model_len: int | None = Field(default=None, ge=16)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_loras: int | None = Field(default=None, ge=1)
+    max_lora_rank: int | None = Field(default=None, ge=1)
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    enforce_eager: bool | None = None
+    enable_prefix_caching: bool = True
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class OpenAIOptions(Strict):
+    """`backend: openai`: any OpenAI-compatible completions endpoint (vLLM's server first).
+
+    The model directory still gives the tokenizer and chat template; prompts are rendered here.
+    """
+
+    base_url: str = Field(min_length=1, pattern=r"^https?://")
+    served_model: str | None = Field(default=None, min_length=1)
+    served: dict[Identifier, str] = Field(default_factory=dict)
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    dialect: Literal["vllm", "openai"] = "vllm"
+    max_in_flight: int = Field(default=32, ge=1)
+    top_logprobs: int = Field(default=20, ge=1)
+    max_retries: int = Field(default=6, ge=0)
+    backoff_base: float = Field(default=0.5, ge=0)
+    backoff_max: float = Field(default=30.0, ge=0)
+    timeout: float = Field(default=120.0, gt=0)
+    max_invalid: int = Field(default=3, ge=1)
+
+
+BACKEND_OPTIONS: dict[str, type[Strict]] = {
+    "transformers": TransformersOptions, "vllm": VllmOptions, "openai": OpenAIOptions}
+
+
 class Scenario(Strict):
     """A whole experiment: population, conditions, rounds, stages, persona, coherence, analysis."""
 
@@ -197,7 +250,8 @@ class Scenario(Strict):
     description: str = ""
     reference_note: str = ""
     model: str = "builtin:tiny"
-    backend: Literal["transformers"] = "transformers"
+    backend: BackendKind = "transformers"
+    backend_options: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     population: Population
     conditions: dict[Identifier, Factor] = Field(default_factory=dict)

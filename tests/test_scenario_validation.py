@@ -158,3 +158,42 @@ def test_cli_prints_errors_without_traceback_and_exits_2(tmp_path):
 def test_missing_scenario_file_exits_2(tmp_path):
     result = run_cli("validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "cannot read file" in result.stderr
+
+
+def test_backend_options_are_checked_against_the_chosen_backend(tmp_path):
+    text = flagship_text().replace(
+        "backend: transformers",
+        "backend: vllm\nbackend_options:\n  tensor_parallel_size: 0\n  gpu_memory: 0.5\n"
+        "  enforce_eager: true", 1)
+    path = write(tmp_path, text)
+    found = problems_of(path)
+    assert len(found) == 2
+    size = next(p for p in found if "tensor_parallel_size" in p)
+    assert f"scenario.yaml:{line_of(text, 'tensor_parallel_size')}:" in size
+    assert "greater than or equal to 1" in size
+    unknown = next(p for p in found if "gpu_memory" in p)
+    assert f"scenario.yaml:{line_of(text, 'gpu_memory:')}:" in unknown
+    assert "unknown option for backend 'vllm'" in unknown and "gpu_memory_utilization" in unknown
+
+
+def test_an_openai_backend_needs_a_base_url_and_an_unknown_backend_is_named(tmp_path):
+    text = flagship_text().replace("backend: transformers", "backend: openai", 1)
+    found = problems_of(write(tmp_path, text))
+    assert len(found) == 1 and "backend_options.base_url" in found[0] and "required" in found[0]
+    text = flagship_text().replace("backend: transformers", "backend: llamacpp", 1)
+    found = problems_of(write(tmp_path, text))
+    assert len(found) == 1 and "'transformers', 'vllm' or 'openai'" in found[0]
+
+
+def test_a_backend_whose_package_is_missing_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from engine.backends import create_backend
+    from engine.tiny_model import ensure_builtin
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as on a machine without vLLM
+    monkeypatch.delitem(sys.modules, "engine.backends.vllm_backend", raising=False)
+    with pytest.raises(InputError) as caught:
+        create_backend("vllm", ensure_builtin("builtin:tiny"))
+    message = str(caught.value.problems[0])
+    assert "the vllm backend needs vLLM" in message and "pip install '.[vllm]'" in message

@@ -66,9 +66,26 @@ class VllmBackend:
         self.dtype, self.seed, self.temperature = dtype, seed, temperature
         self.engine_args = engine_args
         self._lora = self._lora_requests()
-        self.llm = LLM(model=str(self.model_dir), dtype=dtype, seed=seed,
-                       **self._engine_defaults(), **engine_args)
-        self.max_model_len = int(self.llm.model_config.max_model_len)
+        self._settings = {**self._engine_defaults(), **engine_args}
+        self._llm: LLM | None = None
+
+    @property
+    def llm(self) -> LLM:
+        """The engine, started on first use: a run whose answers are all cached never loads it."""
+        if self._llm is None:
+            self._llm = LLM(model=str(self.model_dir), dtype=self.dtype, seed=self.seed,
+                            **self._settings)
+        return self._llm
+
+    @property
+    def max_model_len(self) -> int:
+        """The longest prompt plus answer the engine takes (known once it has started)."""
+        return int(self.llm.model_config.max_model_len)
+
+    @property
+    def started(self) -> bool:
+        """Whether the engine has been started."""
+        return self._llm is not None
 
     def _lora_requests(self) -> dict[str, LoRARequest]:
         """One LoRARequest per adapter policy, with ids stable for the engine's life."""
@@ -168,7 +185,9 @@ class VllmBackend:
 
     def close(self) -> None:
         """Stop the engine's worker processes now rather than at interpreter exit."""
-        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if self._llm is None:
+            return
+        core = getattr(self._llm.llm_engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
 
