@@ -6,11 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scenarios.errors import InputError
+from scenarios.errors import InputError, Problem
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -31,12 +32,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a scenario and print the run directory."""
+    """Run (or continue) a scenario and print the run directory."""
     from engine.policies import twins_from_record
-    from engine.runner import run_scenario, scenario_policies
+    from engine.runner import resume_request, run_scenario, scenario_policies
     from scenarios.loader import load_scenario
 
     loaded = load_scenario(args.scenario)
+    if args.resume is not None:
+        if args.out is not None and args.out.resolve() != args.resume.resolve():
+            raise InputError([Problem("command line", None, "--out", "--resume RUN_DIR continues "
+                                      "that directory; leave --out out")])
+        args.out = args.resume
+        asked = resume_request(args.resume)
+        for name in ("participants", "seed", "policies", "twins", "backend"):
+            if getattr(args, name) is None:
+                setattr(args, name, asked.get(name))
+    options = {**(asked.get("backend_options") or {} if args.resume is not None else {}),
+               **parse_backend_options(args.backend_option)}
+    request = {"participants": args.participants, "seed": args.seed, "policies": args.policies,
+               "twins": args.twins, "backend": args.backend, "backend_options": options}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=False) as bar:
@@ -48,12 +62,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         policies = scenario_policies(loaded, args.policies)
         twins = twins_from_record(loaded, args.twins) if args.twins else None
         result = run_scenario(loaded, participants=args.participants, seed=args.seed,
-                              out=args.out, progress=update, policies=policies, twins=twins)
-    each = f" × {len(policies)} policies" if len(policies) > 1 else ""
-    errors.print(f"{result.participants} participants{each}, {result.backend_calls} backend calls, "
-                 f"{result.seconds:.1f} s", highlight=False)
+                              out=args.out, progress=update, policies=policies, twins=twins,
+                              backend_kind=args.backend, backend_options=options,
+                              fresh=args.fresh, request=request)
+    if result.already_complete:
+        errors.print("this run is already complete; nothing to do (--fresh recomputes it)",
+                     highlight=False)
+    else:
+        each = f" × {len(policies)} policies" if len(policies) > 1 else ""
+        cache = (f"; {result.cache_hits} answers from the cache, {result.cache_misses} computed"
+                 if result.cache_hits else "")
+        invalid = (f"; {result.invalid_answers} INVALID answers (see the manifest)"
+                   if result.invalid_answers else "")
+        errors.print(f"{result.participants} participants{each}, {result.backend_calls} backend "
+                     f"calls, {result.seconds:.1f} s{cache}{invalid}", highlight=False)
     console.print(str(result.run_dir), markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def parse_backend_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; each VALUE is read as YAML (safe_load), so 0.3, true and {a: b} work."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError([Problem("command line", None, "--backend-option",
+                                      f"'{item}' is not KEY=VALUE")])
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise InputError([Problem("command line", None, f"--backend-option {key.strip()}",
+                                      f"'{value}' is not a YAML value ({exc})")]) from None
+    return options
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -161,6 +203,17 @@ def parser() -> argparse.ArgumentParser:
                           "block, 'base', or NAME=ADAPTER_DIR (default: base)")
     run.add_argument("--twins", default=None,
                      help="holdout:ADAPTER_DIR/training.json simulates only that pilot's holdout")
+    run.add_argument("--backend", default=None, choices=["transformers", "vllm", "openai"],
+                     help="overrides the scenario's backend")
+    run.add_argument("--backend-option", action="append", default=None, metavar="KEY=VALUE",
+                     help="a backend option (repeatable), e.g. tensor_parallel_size=2 or "
+                          "base_url=http://127.0.0.1:8000/v1; overrides the scenario's "
+                          "backend_options")
+    run.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                     help="continue an interrupted run: cached answers are read back, the rest "
+                          "computed (rerunning with the same --out does the same)")
+    run.add_argument("--fresh", action="store_true",
+                     help="read nothing from the run's response cache: recompute every answer")
     run.set_defaults(handler=cmd_run)
     add_finetune_parser(sub)
     validate = sub.add_parser("validate", help="check a scenario file")

@@ -32,11 +32,12 @@ class Answer:
     probs: np.ndarray
     option_mass: float
     index: int
+    invalid: str | None = None
 
     @property
-    def option_id(self) -> str:
-        """The chosen option's id."""
-        return self.question.option_ids[self.index]
+    def option_id(self) -> str | None:
+        """The chosen option's id (None when the answer could not be read)."""
+        return None if self.invalid is not None else self.question.option_ids[self.index]
 
 
 class Participant(mesa.Agent):
@@ -85,6 +86,20 @@ class Participant(mesa.Agent):
         index = int(self.answer_rng.choice(len(probs), p=probs))
         return self.give(stage_id, question, index, probs, option_mass)
 
+    def fail(self, stage_id: str, question: Question, reason: str) -> Answer:
+        """Record that the model's answer could not be read (`reason`); nothing is drawn.
+
+        The question is not added to what the participant said, so later questions and rounds
+        see no answer to it rather than an invented one.
+        """
+        n = len(question.options or [])
+        answer = Answer(self._round_id, stage_id, question, np.full(n, np.nan), float("nan"),
+                        -1, reason)
+        ask = question_message(self.scenario, question, self._round_id, self.condition)
+        self._record(ask, stage_id, question.id)
+        self._record(Message("assistant", ""), stage_id, question.id, answer=answer)
+        return answer
+
     def give(self, stage_id: str, question: Question, index: int, probs: np.ndarray,
              option_mass: float) -> Answer:
         """Answer with option `index` (drawn, or a pilot human's recorded answer) and remember it."""
@@ -114,6 +129,8 @@ class Participant(mesa.Agent):
         if answer is not None:
             line |= {"options": answer.question.option_ids, "probs": answer.probs.tolist(),
                      "answer": answer.option_id, "option_mass": answer.option_mass}
+            if answer.invalid is not None:
+                line["invalid"] = answer.invalid
         self.transcript.append(line)
         self.unsaved.append(line)
 

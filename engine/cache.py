@@ -114,11 +114,21 @@ class CachedBackend:
     never stored, so a resumed run asks for them again.
     """
 
-    def __init__(self, inner: Backend, cache: ResponseCache) -> None:
+    def __init__(self, inner: Backend, cache: ResponseCache, *, read: bool = True,
+                 chunk: int = 4096) -> None:
         self.inner, self.cache = inner, cache
         self.kind = inner.kind
+        self.read = read
+        self.chunk = chunk
         self.hits = 0
         self.misses = 0
+        self.inner_calls = 0
+        self.invalid = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Answers read back, answers asked of the backend, its calls, and answers left invalid."""
+        return {"read": self.read, "hits": self.hits, "misses": self.misses,
+                "inner_calls": self.inner_calls, "invalid_not_stored": self.invalid}
 
     def identity(self) -> dict[str, Any]:
         """The inner backend's identity: the cache changes no answer."""
@@ -159,21 +169,27 @@ class CachedBackend:
 
     def _answer(self, queries: Sequence[Any], keys: list[str], ask: Callable[[list[Any]], list[Any]],
                 ) -> list[Any]:
-        found = self.cache.get_many(keys)
+        """Cached answers, and the misses asked in chunks of `chunk` queries, each chunk stored
+        in one transaction before the next is asked: a kill loses at most one chunk's work."""
+        found = self.cache.get_many(keys) if self.read else {}
         first_of: dict[str, int] = {}
         for i, key in enumerate(keys):
             if key not in found:
                 first_of.setdefault(key, i)
         self.hits += len(keys) - sum(1 for k in keys if k not in found)
         self.misses += len(first_of)
-        if first_of:
-            fresh = ask([queries[i] for i in first_of.values()])
-            if len(fresh) != len(first_of):
+        missing = list(first_of.items())
+        for start in range(0, len(missing), self.chunk):
+            part = missing[start:start + self.chunk]
+            fresh = ask([queries[i] for _, i in part])
+            self.inner_calls += 1
+            if len(fresh) != len(part):
                 raise RuntimeError(f"backend {self.kind} returned {len(fresh)} answers "
-                                   f"for {len(first_of)} queries")
-            new = dict(zip(first_of, fresh, strict=True))
-            self.cache.put_many((k, a) for k, a in new.items()
-                                if not (isinstance(a, Distribution) and a.invalid is not None))
+                                   f"for {len(part)} queries")
+            new = {key: answer for (key, _), answer in zip(part, fresh, strict=True)}
+            unread = {k for k, a in new.items() if isinstance(a, Distribution) and a.invalid is not None}
+            self.invalid += len(unread)
+            self.cache.put_many((k, a) for k, a in new.items() if k not in unread)
             found = {**found, **new}
         return [found[key] for key in keys]
 

@@ -66,7 +66,8 @@ class SurveyModel(mesa.Model):
         queries = [ChoiceQuery(tuple(p.query(q)), tuple(q.labels), p.policy) for p, q in asked]
         distributions = self.batcher.distributions(queries)
         self.last_answers = [
-            (p, p.receive(stage.id, q, d.probs, d.option_mass))
+            (p, p.receive(stage.id, q, d.probs, d.option_mass) if d.invalid is None
+             else p.fail(stage.id, q, d.invalid))
             for (p, q), d in zip(asked, distributions, strict=True)
         ]
         self.position += 1
@@ -83,7 +84,7 @@ class SurveyModel(mesa.Model):
                 "question_id": q.id, "kind": self._kind(answer.stage_id), "type": q.type,
                 "options": q.option_ids, "probs": answer.probs.tolist(),
                 "answer": answer.option_id, "answer_index": answer.index,
-                "option_mass": answer.option_mass,
+                "option_mass": answer.option_mass, "invalid": answer.invalid,
             })
         return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import sys
 import time
@@ -18,12 +19,15 @@ from agents.population import build_population
 from engine.backends import Backend, create_backend
 from engine.backends.transformers_backend import weights_digest
 from engine.batcher import Batcher
+from engine.cache import CACHE_FILE, CachedBackend, ResponseCache
 from engine.model import SurveyModel
 from engine.policies import BASE, Policy, TwinChoice, resolve_policies
-from engine.store import RunStore
+from engine.store import MANIFEST, RunStore, read_manifest
 from engine.tiny_model import ensure_builtin, is_builtin
+from scenarios.checks import backend_option_problems
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
+from scenarios.schema import BACKEND_OPTIONS
 
 PACKAGES = ("survey-twins", "torch", "transformers", "tokenizers", "peft", "mesa", "numpy",
             "pandas", "pyarrow", "scipy", "statsmodels", "pydantic", "jinja2", "pyyaml")
@@ -39,6 +43,11 @@ class RunResult:
     participants: int
     seconds: float
     backend_calls: int
+    invalid_answers: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    resumed: bool = False
+    already_complete: bool = False
 
 
 def model_directory(loaded: LoadedScenario) -> Path:
@@ -85,19 +94,51 @@ def scenario_policies(loaded: LoadedScenario, names: str | None) -> list[Policy]
 def run_scenario(loaded: LoadedScenario, *, participants: int | None = None,
                  seed: int | None = None, out: Path | None = None,
                  backend: Backend | None = None, progress: Progress | None = None,
-                 policies: list[Policy] | None = None, twins: TwinChoice | None = None) -> RunResult:
+                 policies: list[Policy] | None = None, twins: TwinChoice | None = None,
+                 backend_kind: str | None = None, backend_options: dict[str, Any] | None = None,
+                 fresh: bool = False, request: dict[str, Any] | None = None) -> RunResult:
     """Simulate the scenario's participants (each under every policy) through every round and
-    stage; return the run. A given backend must already serve every policy."""
+    stage; return the run. A given backend must already serve every policy.
+
+    Every answer goes through the run directory's response cache. An `out` that holds an
+    unfinished run of the same scenario, seed, participants and policies is continued: answers
+    the cache holds are read back, the rest computed, and the final tables equal those of an
+    uninterrupted run. `fresh` reads nothing from the cache (and replaces what it holds).
+    """
     seed = loaded.scenario.seed if seed is None else seed
     policies = policies or [Policy(BASE)]
     run_dir = out or default_run_dir(loaded, seed)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError([Problem(str(run_dir), None, "--out",
-                                  "the run directory exists and is not empty; choose another")])
     specs = build_population(loaded, participants, seed, None if twins is None else twins.ids)
+    kind = backend_kind or loaded.scenario.backend
+    options = resolved_backend_options(loaded, kind, backend_options)
+    fingerprint = run_fingerprint(loaded, seed, specs, policies, twins)
+    previous = previous_run(run_dir, fingerprint)
+    if (previous is not None and previous.get("status") == "complete" and not fresh
+            and not previous.get("invalid_answers")):  # invalid answers are asked again
+        return RunResult(run_dir, len(specs), 0.0, 0, already_complete=True)
+    owned = backend is None
     if backend is None:
         adapters = {p.name: p.adapter for p in policies}
-        backend = create_backend(loaded.scenario.backend, model_directory(loaded), adapters=adapters)
+        backend = create_backend(kind, model_directory(loaded), adapters=adapters, seed=seed,
+                                 options=options)
+    cache = ResponseCache(run_dir / CACHE_FILE)
+    cached = CachedBackend(backend, cache, read=not fresh)
+    try:
+        return _simulate(loaded, specs, seed, run_dir, cached, progress, policies, twins,
+                         {"kind": backend.kind, "options": options}, fingerprint, previous,
+                         request or {})
+    finally:
+        cache.close()
+        close = getattr(backend, "close", None)
+        if owned and close is not None:
+            close()
+
+
+def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path,
+              backend: CachedBackend, progress: Progress | None, policies: list[Policy],
+              twins: TwinChoice | None, backend_record: dict[str, Any],
+              fingerprint: dict[str, Any], previous: dict[str, Any] | None,
+              request: dict[str, Any]) -> RunResult:
     batcher = Batcher(backend)
     model = SurveyModel(loaded.scenario, specs, batcher, seed, policies)
     store = RunStore(run_dir)
@@ -105,23 +146,118 @@ def run_scenario(loaded: LoadedScenario, *, participants: int | None = None,
     manifest["policies"] = [p.manifest_entry() for p in policies]
     if twins is not None:
         manifest["twins"] = {**twins.source, "ids": [s.participant_id for s in specs]}
-    store.start(manifest)
+    manifest |= {"backend": backend_record, "request": request, "fingerprint": fingerprint}
+    sessions = list((previous or {}).get("sessions", []))
+    session: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "resumed": previous is not None, "cache_read": backend.read}
+    if previous is not None:
+        manifest["run_id"], manifest["created"] = previous["run_id"], previous["created"]
+        store.restart({**manifest, "sessions": [*sessions, session]})
+    else:
+        store.start({**manifest, "sessions": [session]})
     started = time.perf_counter()
     total = len(model.schedule)
+    invalid = 0
     while model.running:
         round_id, stage = model.schedule[model.position]
         if progress:
             progress(model.position, total, f"round {round_id} · {stage.id}")
         model.step()
+        rows = model.answer_rows()
+        invalid += sum(row["invalid"] is not None for row in rows)
         lines = [line for p in model.participants for line in p.take_unsaved()]
-        store.append_step(model.position, model.answer_rows(), lines)
+        store.append_step(model.position, rows, lines)
     seconds = time.perf_counter() - started
     if progress:
         progress(total, total, "done")
+    counters = getattr(backend.inner, "counters", None)
+    session |= {"seconds": round(seconds, 3), "backend_calls": batcher.calls,
+                "cache": backend.stats(), "invalid_answers": invalid,
+                **({"endpoint": counters.as_dict()} if counters is not None else {})}
     manifest["timing"] = {"seconds": round(seconds, 3), "backend_calls": batcher.calls,
                           "participants_per_second": round(len(specs) / seconds, 2)}
+    manifest |= {"cache": {"file": CACHE_FILE, **backend.stats()}, "invalid_answers": invalid,
+                 "sessions": [*sessions, session]}
+    if counters is not None:
+        manifest["endpoint"] = counters.as_dict()
     store.finish(manifest)
-    return RunResult(run_dir, len(specs), seconds, batcher.calls)
+    return RunResult(run_dir, len(specs), seconds, batcher.calls, invalid_answers=invalid,
+                     cache_hits=backend.hits, cache_misses=backend.misses,
+                     resumed=previous is not None)
+
+
+def resolved_backend_options(loaded: LoadedScenario, kind: str,
+                             overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The backend's options: the scenario's (when it names this backend) updated by overrides,
+    checked against the backend's schema; problems name the scenario or the command line."""
+    if kind not in BACKEND_OPTIONS:
+        raise InputError([Problem("command line", None, "--backend", f"unknown backend '{kind}'; "
+                                  f"available: {', '.join(BACKEND_OPTIONS)}")])
+    base = dict(loaded.scenario.backend_options) if kind == loaded.scenario.backend else {}
+    options = {**base, **(overrides or {})}
+    problems = []
+    for loc, message in backend_option_problems(kind, options):
+        dotted = ".".join(map(str, loc))
+        if kind != loaded.scenario.backend or (loc and loc[0] in (overrides or {})):
+            problems.append(Problem("command line", None, f"--backend-option {dotted}", message))
+        else:
+            problems.append(Problem(str(loaded.path), None, f"backend_options.{dotted}", message))
+    if problems:
+        raise InputError(problems)
+    return options
+
+
+def resume_request(run_dir: Path) -> dict[str, Any]:
+    """What the command that started a run asked for (participants, seed, policies, twins,
+    backend and its options), so `--resume RUN_DIR` needs no other argument."""
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        raise InputError([Problem(str(run_dir), None, "--resume", "not a run directory "
+                                  f"(no {MANIFEST}); give the directory a run printed")])
+    request = manifest.get("request")
+    if not isinstance(request, dict):
+        raise InputError([Problem(str(run_dir / MANIFEST), None, "request", "this run was made "
+                                  "by an older version and cannot be continued")])
+    return request
+
+
+def run_fingerprint(loaded: LoadedScenario, seed: int, specs: list[Any], policies: list[Policy],
+                    twins: TwinChoice | None) -> dict[str, Any]:
+    """What makes two runs the same run: a resumed run must match it field by field."""
+    ids = "\n".join(s.participant_id for s in specs).encode()
+    return {"scenario_sha256": loaded.sha256, "seed": seed, "participants": len(specs),
+            "participant_ids_sha256": hashlib.sha256(ids).hexdigest(),
+            "policies": [{"name": p.name, "adapter_sha256": p.adapter_sha256,
+                          "demographics": p.demographics} for p in policies],
+            "twins": None if twins is None else twins.source.get("source")}
+
+
+def previous_run(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of the run already in `run_dir` (None: a new run), checked to be this run."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return None
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        raise InputError([Problem(str(run_dir), None, "--out", "the directory exists, is not "
+                                  "empty and holds no run (no manifest.json); choose another")])
+    where = str(run_dir / MANIFEST)
+    recorded = manifest.get("fingerprint")
+    if not isinstance(recorded, dict):
+        raise InputError([Problem(where, None, "fingerprint", "this run was made by an older "
+                                  "version and cannot be continued; choose another --out")])
+    problems = [Problem(where, None, key, f"this run has {_brief(recorded.get(key))}; "
+                        f"the command asks for {_brief(value)}")
+                for key, value in fingerprint.items() if recorded.get(key) != value]
+    if problems:
+        problems.append(Problem(where, None, "--out", "a run directory continues only the same "
+                                "run (scenario file, seed, participants, policies); choose another"))
+        raise InputError(problems)
+    return manifest
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 90 else text[:87] + "..."
 
 
 def build_manifest(loaded: LoadedScenario, backend: Backend, seed: int, n: int,

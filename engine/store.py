@@ -32,6 +32,18 @@ class RunStore:
         (self.run_dir / TRANSCRIPTS).touch()
         self.write_manifest({**manifest, "status": "running"})
 
+    def restart(self, manifest: dict[str, Any]) -> None:
+        """Continue an unfinished run: its steps are replayed (answers come from the response
+        cache), so earlier parts and transcript lines are cleared first."""
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for part in self.parts.glob("*step-*.parquet*"):
+            part.unlink()
+        with (self.run_dir / TRANSCRIPTS).open("w", encoding="utf-8") as handle:
+            handle.flush()
+            os.fsync(handle.fileno())
+        (self.run_dir / RESPONSES).unlink(missing_ok=True)
+        self.write_manifest({**manifest, "status": "running"})
+
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace manifest.json atomically."""
         _atomic_write(self.run_dir / MANIFEST,
@@ -64,6 +76,22 @@ class RunStore:
         self.parts.rmdir()
         self.write_manifest({**manifest, "status": "complete"})
         return self.run_dir
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """A run directory's manifest (None when there is none); a damaged one is an input error."""
+    from scenarios.errors import InputError, Problem
+
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(str(path), None, "", f"not valid JSON ({exc})")]) from None
+    if not isinstance(manifest, dict):
+        raise InputError([Problem(str(path), None, "", "expected a JSON object")])
+    return manifest
 
 
 def _fsync_file(path: Path) -> None:

@@ -73,6 +73,12 @@ def render_transcript(run_dir: Path, participant_id: str, console: Console) -> N
 
 
 def _answer_panel(question: dict[str, Any] | None, answer: dict[str, Any]) -> Panel:
+    if answer.get("invalid") is not None:  # the backend's answer could not be read
+        body = Group(Text(question["content"] if question else ""),
+                     Text(f"no answer: the model's reply could not be read ({answer['invalid']})",
+                          style="bold red"))
+        return Panel(body, title=f"round {answer['round']} · {answer['stage']} · "
+                     f"{answer['question_id']} · INVALID", title_align="left", border_style="red")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("option")
     table.add_column("p", justify="right")

@@ -3,6 +3,7 @@
 Each POST takes the next behaviour from the script; once it runs out, every answer is correct.
 Behaviours: ok, 500, 503, 429, 400, hang (answers after the client has given up), drop (closes
 the connection without a response), garbage (not JSON), nologprobs (JSON without logprobs).
+Requests a `poison` predicate picks get garbage every time, whatever the script says.
 A correct choice answer gives token t the log-probability `fake_logprob(t)`.
 """
 
@@ -12,7 +13,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,8 +29,10 @@ def fake_logprob(token_id: int) -> float:
 class ScriptedServer:
     """Serves /v1/completions on a free local port from a thread; records every request."""
 
-    def __init__(self, script: Iterable[str] = (), delay: float = 0.0) -> None:
+    def __init__(self, script: Iterable[str] = (), delay: float = 0.0,
+                 poison: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.script: deque[str] = deque(script)
+        self.poison = poison  # requests it picks get garbage every time, outside the script
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
         self.authorization: list[str | None] = []
@@ -50,6 +53,8 @@ class ScriptedServer:
             self.authorization.append(authorization)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.poison is not None and self.poison(request):
+                return "garbage"
             return self.script.popleft() if self.script else "ok"
 
     def done(self) -> None:

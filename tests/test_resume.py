@@ -1,0 +1,116 @@
+"""Every run is resumable: kill -9 in the middle, rerun, and the tables equal an uninterrupted run's."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from engine.cache import CACHE_FILE
+from engine.runner import run_scenario
+from engine.store import MANIFEST, PARTS, RESPONSES, TRANSCRIPTS
+from scenarios.errors import InputError
+from tests.conftest import FLAGSHIP, ROOT, run_cli
+
+PARTICIPANTS = "120"  # about a second per stage on 2 cores: time to kill it in the middle
+
+
+def manifest(run_dir):
+    return json.loads((run_dir / MANIFEST).read_text())
+
+
+def assert_same_run(left, right):
+    a, b = pd.read_parquet(left / RESPONSES), pd.read_parquet(right / RESPONSES)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (left / TRANSCRIPTS).read_text() == (right / TRANSCRIPTS).read_text()
+
+
+def kill_in_the_middle(run_dir, after_steps: int) -> None:
+    """Start a run as a user would and kill -9 it once `after_steps` stages are on disk."""
+    command = [sys.executable, str(ROOT / "run.py"), "run", str(FLAGSHIP), "--participants",
+               PARTICIPANTS, "--seed", "4", "--out", str(run_dir)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    marker = run_dir / PARTS / f"step-{after_steps:04d}.parquet"
+    while not marker.exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the run finished before the kill landed"
+
+
+def test_a_run_killed_mid_way_resumes_to_the_same_tables_as_an_uninterrupted_run(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = run_cli("run", str(FLAGSHIP), "--participants", PARTICIPANTS, "--seed", "4",
+                   "--out", str(whole))
+    assert done.returncode == 0, done.stderr
+
+    kill_in_the_middle(killed, after_steps=3)
+    assert manifest(killed)["status"] == "running" and not (killed / RESPONSES).exists()
+    with sqlite3.connect(killed / CACHE_FILE) as db:  # the WAL holds committed batches
+        cached = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    assert cached >= 3 * 120  # at least the three finished stages' answers
+
+    resumed = run_cli("run", str(FLAGSHIP), "--resume", str(killed))  # nothing else repeated
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from the cache" in resumed.stderr
+
+    assert_same_run(whole, killed)
+    table = pd.read_parquet(killed / RESPONSES)
+    assert not table.duplicated(["participant_id", "policy", "round", "question_id"]).any()
+    sessions = manifest(killed)["sessions"]
+    assert [s["resumed"] for s in sessions] == [False, True]
+    assert sessions[1]["cache"]["hits"] == cached
+    assert sessions[1]["cache"]["misses"] == len(table) - cached
+    assert not (killed / PARTS).exists()
+
+
+def test_rerunning_into_the_same_out_continues_and_a_finished_run_is_left_alone(flagship,
+                                                                               tiny_backend,
+                                                                               tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_scenario(flagship, participants=12, seed=2, out=run_dir, backend=tiny_backend)
+    assert (first.cache_hits, first.cache_misses) == (0, 12 * 4 * 3)
+    before = (run_dir / RESPONSES).read_bytes()
+    again = run_scenario(flagship, participants=12, seed=2, out=run_dir, backend=tiny_backend)
+    assert again.already_complete and (run_dir / RESPONSES).read_bytes() == before
+
+    fresh = run_scenario(flagship, participants=12, seed=2, out=run_dir, backend=tiny_backend,
+                         fresh=True)
+    assert (fresh.cache_hits, fresh.cache_misses) == (0, 12 * 4 * 3)
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / RESPONSES),
+                                  pd.read_parquet(io.BytesIO(before)), check_exact=True)
+    assert [s["cache_read"] for s in manifest(run_dir)["sessions"]] == [True, False]
+
+
+def test_a_run_directory_is_continued_only_by_the_same_run(flagship, tiny_backend, tmp_path):
+    run_dir = tmp_path / "run"
+    run_scenario(flagship, participants=6, seed=2, out=run_dir, backend=tiny_backend)
+    with pytest.raises(InputError) as caught:
+        run_scenario(flagship, participants=7, seed=3, out=run_dir, backend=tiny_backend)
+    text = "\n".join(str(p) for p in caught.value.problems)
+    assert "seed: this run has 2; the command asks for 3" in text
+    assert "participants: this run has 6; the command asks for 7" in text
+    assert "choose another" in text
+
+
+def test_cli_resume_errors_are_clear(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("run", str(FLAGSHIP), "--resume", str(tmp_path / "empty"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not a run directory" in result.stderr
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / MANIFEST).write_text("{not json")
+    result = run_cli("run", str(FLAGSHIP), "--resume", str(tmp_path / "junk"))
+    assert result.returncode == 2 and "manifest.json" in result.stderr and "JSON" in result.stderr
