@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from agents.conversation import Message
@@ -39,3 +41,28 @@ def max_abs_diff(left: list, right: list) -> float:
     """Largest absolute difference between two lists of distributions, option by option."""
     assert len(left) == len(right)
     return max(float(np.abs(a.probs - b.probs).max()) for a, b in zip(left, right, strict=True))
+
+
+def compare_runs(left, right) -> tuple[float, int, int]:
+    """Two runs' responses, twin by twin: (largest probability difference over the rows both
+    runs reached with the same history, twins whose drawn answers ever differ, twins).
+
+    A draw that lands within a rounding error of an option boundary can differ between backends;
+    that twin's later prompts then differ too, so rows after its first differing answer are not
+    compared."""
+    import pandas as pd
+
+    key = ["policy", "participant_id"]
+    a = pd.read_parquet(Path(left) / "responses.parquet")
+    b = pd.read_parquet(Path(right) / "responses.parquet")
+    assert len(a) == len(b) and (a[[*key, "round", "question_id"]].values
+                                 == b[[*key, "round", "question_id"]].values).all()
+    worst, diverged = 0.0, 0
+    groups = a.groupby(key, sort=False).indices
+    for rows in groups.values():
+        for i in rows:
+            worst = max(worst, float(np.abs(np.asarray(a["probs"][i]) - np.asarray(b["probs"][i])).max()))
+            if a["answer"][i] != b["answer"][i]:
+                diverged += 1
+                break
+    return worst, diverged, len(groups)

@@ -75,3 +75,27 @@ def tiny_adapters(tiny_dir, tiny_lora_dir, tmp_path_factory) -> dict[str, Path]:
     """Two different LoRA adapters for builtin:tiny, by policy name."""
     return {"tuned": tiny_lora_dir,
             "other": make_tiny_lora(tiny_dir, tmp_path_factory.mktemp("other-lora"), seed=11)}
+
+
+FLAGSHIP_RUN_PARTICIPANTS = 50
+
+
+@pytest.fixture(scope="session")
+def flagship_policies(tiny_lora_dir):
+    """The base model and one LoRA policy, as a finetuned run has them."""
+    from engine.policies import Policy, adapter_digest
+
+    return [Policy("base"), Policy("tuned", tiny_lora_dir, adapter_sha256=adapter_digest(tiny_lora_dir))]
+
+
+@pytest.fixture(scope="session")
+def flagship_reference_run(flagship, tiny_dir, tiny_lora_dir, flagship_policies, tmp_path_factory):
+    """The flagship with 50 participants under base and a LoRA policy, on transformers + peft."""
+    from engine.backends.transformers_backend import TransformersBackend
+    from engine.runner import run_scenario
+
+    backend = TransformersBackend(tiny_dir, adapters={"tuned": tiny_lora_dir})
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run_scenario(flagship, participants=FLAGSHIP_RUN_PARTICIPANTS, out=out, backend=backend,
+                 policies=flagship_policies)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -223,3 +224,24 @@ def test_the_vllm_server_writes_the_same_greedy_text_as_transformers(vllm_server
     client = OpenAIBackend(tiny_dir, base_url=vllm_server, served_model="tiny")
     queries = text_queries(("base",))
     assert client.generate(queries) == tiny_backend.generate(queries)
+
+
+@pytest.mark.vllm
+def test_the_flagship_through_the_vllm_server_with_a_lora_policy_matches_transformers(
+        vllm_server, flagship, flagship_policies, flagship_reference_run, tmp_path):
+    from engine.runner import run_scenario
+    from tests.backend_queries import compare_runs
+    from tests.conftest import FLAGSHIP_RUN_PARTICIPANTS
+
+    run_dir = tmp_path / "served"
+    result = run_scenario(flagship, participants=FLAGSHIP_RUN_PARTICIPANTS, out=run_dir,
+                          policies=flagship_policies, backend_kind="openai",
+                          backend_options={"base_url": vllm_server, "served_model": "tiny"})
+    worst, diverged, twins = compare_runs(run_dir, flagship_reference_run)
+    assert twins == FLAGSHIP_RUN_PARTICIPANTS * len(flagship_policies)
+    assert worst <= 1e-3
+    assert diverged <= 2  # a draw within ~1e-6 of an option boundary may fall the other way
+    assert result.invalid_answers == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["endpoint"]["retries"] == 0 and manifest["endpoint"]["invalid"] == 0
+    assert manifest["model"]["served"] == {"base": "tiny", "tuned": "tuned"}
