@@ -69,7 +69,8 @@ class ResponseCache:
 
     def put_many(self, items: Iterable[tuple[str, Answer]]) -> None:
         """Store answers in one transaction; an invalid distribution is refused."""
-        rows = [(key, *_encode(answer), time.time()) for key, answer in items]
+        now = time.time()  # one commit, one time: `created` tells the batches apart
+        rows = [(key, *_encode(answer), now) for key, answer in items]
         if not rows:
             return
         with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error

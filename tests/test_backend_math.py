@@ -48,3 +48,11 @@ def test_renormalisation_is_exact_and_keeps_the_mass():
 def test_a_label_that_is_not_one_token_is_a_clear_error(tiny_backend):
     with pytest.raises(InputError, match="single tokens"):
         tiny_backend.option_distributions([ChoiceQuery(ask("Raid?"), ("A", "North Beach"))])
+
+
+def test_batched_prompt_ids_equal_one_by_one_ids(tiny_backend):
+    from tests.backend_queries import choice_queries
+
+    conversations = [q.messages for q in choice_queries(("base",), count=20)]
+    assert tiny_backend.chat.ids_many(conversations) == [tiny_backend.chat.ids(c) for c in conversations]
+    assert tiny_backend.chat.ids_many([]) == []

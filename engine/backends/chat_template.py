@@ -36,6 +36,13 @@ class ChatPrompt:
         """The prompt's token ids; the template already holds any BOS token."""
         return self.tokenizer.encode(self.text(messages), add_special_tokens=False)
 
+    def ids_many(self, conversations: Sequence[Sequence[Any]]) -> list[list[int]]:
+        """Token ids of many prompts in one tokenizer call (the fast tokenizer's batch path)."""
+        if not conversations:
+            return []
+        texts = [self.text(messages) for messages in conversations]
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
     def label_id(self, label: str) -> int:
         """The single token an option label is answered with."""
         if label not in self._label_ids:

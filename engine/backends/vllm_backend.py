@@ -165,12 +165,11 @@ class VllmBackend:
         """One vLLM call for the whole batch, each request with its own adapter."""
         if not queries:
             return []
-        prompts = [self._prompt_tokens(q.messages) for q in queries]
+        prompts = [self._prompt_tokens(ids) for ids in self.chat.ids_many([q.messages for q in queries])]
         loras = [self._lora_for(q.policy) for q in queries]
         return self.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
 
-    def _prompt_tokens(self, messages: Sequence[Any]) -> TokensPrompt:
-        ids = self.chat.ids(messages)
+    def _prompt_tokens(self, ids: list[int]) -> TokensPrompt:
         if len(ids) >= self.max_model_len:
             raise InputError([Problem(str(self.model_dir), None, "max_model_len",
                                       f"a prompt of {len(ids)} tokens does not fit the engine's "
