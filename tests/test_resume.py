@@ -71,8 +71,8 @@ def test_a_run_killed_mid_way_resumes_to_the_same_tables_as_an_uninterrupted_run
     assert not table.duplicated(["participant_id", "policy", "round", "question_id"]).any()
     sessions = manifest(killed)["sessions"]
     assert [s["resumed"] for s in sessions] == [False, True]
-    assert sessions[1]["cache"]["hits"] == cached
-    assert sessions[1]["cache"]["misses"] == len(table) - cached
+    hits, misses = sessions[1]["cache"]["hits"], sessions[1]["cache"]["misses"]
+    assert hits >= cached and 0 < misses <= len(table) - cached  # only the unfinished part asked
     assert not (killed / PARTS).exists()
 
 
