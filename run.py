@@ -38,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenarios.loader import load_scenario
 
     loaded = load_scenario(args.scenario)
+    asked: dict[str, Any] = {}
     if args.resume is not None:
         if args.out is not None and args.out.resolve() != args.resume.resolve():
             raise InputError([Problem("command line", None, "--out", "--resume RUN_DIR continues "
@@ -47,10 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name in ("participants", "seed", "policies", "twins", "backend"):
             if getattr(args, name) is None:
                 setattr(args, name, asked.get(name))
-    options = {**(asked.get("backend_options") or {} if args.resume is not None else {}),
-               **parse_backend_options(args.backend_option)}
-    request = {"participants": args.participants, "seed": args.seed, "policies": args.policies,
-               "twins": args.twins, "backend": args.backend, "backend_options": options}
+    same_backend = args.resume is not None and args.backend == asked.get("backend")
+    recorded = (asked.get("backend_options") or {}) if same_backend else {}
+    options = {**recorded, **parse_backend_options(args.backend_option)}
+    # Recorded with absolute paths, so --resume works from any working directory.
+    request = {"participants": args.participants, "seed": args.seed,
+               "policies": absolute_policies(args.policies), "twins": absolute_twins(args.twins),
+               "backend": args.backend, "backend_options": options}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=False) as bar:
@@ -78,6 +82,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                      f"calls, {result.seconds:.1f} s{cache}{invalid}", highlight=False)
     console.print(str(result.run_dir), markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def absolute_policies(spec: str | None) -> str | None:
+    """--policies with every NAME=DIR's directory made absolute."""
+    if spec is None:
+        return None
+    items = []
+    for item in spec.split(","):
+        name, sep, directory = item.strip().partition("=")
+        items.append(f"{name}={Path(directory).expanduser().resolve()}" if sep and directory
+                     else item.strip())
+    return ",".join(items)
+
+
+def absolute_twins(spec: str | None) -> str | None:
+    """--twins with its training record's path made absolute."""
+    if spec is None or ":" not in spec:
+        return spec
+    which, _, path = spec.partition(":")
+    return f"{which}:{Path(path).expanduser().resolve()}" if path else spec
 
 
 def parse_backend_options(items: Sequence[str] | None) -> dict[str, Any]:

@@ -126,11 +126,12 @@ class Participant(mesa.Agent):
             line["parts"] = {"persona": self.persona, "stimulus": self._stimulus,
                              "memory_rounds": len(self.memory),
                              "demographics_shown": self.show_demographics}
-        if answer is not None:
+        if answer is not None and answer.invalid is not None:  # strict JSON: null, not NaN
+            line |= {"options": answer.question.option_ids, "probs": None, "answer": None,
+                     "option_mass": None, "invalid": answer.invalid}
+        elif answer is not None:
             line |= {"options": answer.question.option_ids, "probs": answer.probs.tolist(),
                      "answer": answer.option_id, "option_mass": answer.option_mass}
-            if answer.invalid is not None:
-                line["invalid"] = answer.invalid
         self.transcript.append(line)
         self.unsaved.append(line)
 

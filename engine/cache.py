@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Backend, ChoiceQuery, Distribution, TextQuery
+from engine.backends.base import Backend, BackendError, ChoiceQuery, Distribution, TextQuery
+from scenarios.errors import InputError, Problem
 
 CACHE_FILE = "responses.sqlite"
+CACHE_FILES = frozenset({CACHE_FILE, f"{CACHE_FILE}-wal", f"{CACHE_FILE}-shm", f"{CACHE_FILE}-journal"})
 KEY_VERSION = 1
-# Where a backend is reached, not what answers: a server on another port gives the same answers.
-NOT_IN_KEY = frozenset({"base_url"})
+# Where and how a backend is reached, not what answers: a server on another port (or another
+# key variable) gives the same answers.
+NOT_IN_KEY = frozenset({"base_url", "api_key_env"})
 # Identity entries that map policy -> something: only the asking policy's entry enters its key, so
 # adding a policy to a run leaves the other policies' cached answers valid.
 PER_POLICY = ("adapters", "served")
@@ -39,11 +42,16 @@ class ResponseCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss too
-        self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, "
-                         "kind TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL)")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss
+            self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, "
+                             "kind TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL)")
+            self._db.execute("SELECT key, kind, answer, created FROM answers LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise InputError([Problem(str(self.path), None, "", f"not a readable response cache "
+                                      f"({exc}); move it away to recompute its answers")]) from None
 
     @staticmethod
     def key(*, identity: Mapping[str, Any], adapter: Any, prompt: str,
@@ -182,8 +190,16 @@ class CachedBackend:
         missing = list(first_of.items())
         for start in range(0, len(missing), self.chunk):
             part = missing[start:start + self.chunk]
-            fresh = ask([queries[i] for _, i in part])
             self.inner_calls += 1
+            try:
+                fresh = ask([queries[i] for _, i in part])
+            except BackendError as exc:  # keep what did arrive, then stop the run
+                arrived = [(key, a) for (key, _), a in zip(part, exc.partial or [], strict=False)
+                           if a is not None
+                           and not (isinstance(a, Distribution) and a.invalid is not None)]
+                self.cache.put_many(arrived)
+                exc.saved = len(arrived)
+                raise
             if len(fresh) != len(part):
                 raise RuntimeError(f"backend {self.kind} returned {len(fresh)} answers "
                                    f"for {len(part)} queries")

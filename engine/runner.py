@@ -17,12 +17,13 @@ from typing import Any
 from agents.conversation import ANSWER_INSTRUCTION
 from agents.population import build_population
 from engine.backends import Backend, create_backend
+from engine.backends.base import BackendError
 from engine.backends.transformers_backend import weights_digest
 from engine.batcher import Batcher
-from engine.cache import CACHE_FILE, CachedBackend, ResponseCache
+from engine.cache import CACHE_FILE, CACHE_FILES, CachedBackend, ResponseCache
 from engine.model import SurveyModel
 from engine.policies import BASE, Policy, TwinChoice, resolve_policies
-from engine.store import MANIFEST, RunStore, read_manifest
+from engine.store import MANIFEST, RESPONSES, RunStore, read_manifest
 from engine.tiny_model import ensure_builtin, is_builtin
 from scenarios.checks import backend_option_problems
 from scenarios.errors import InputError, Problem
@@ -114,21 +115,30 @@ def run_scenario(loaded: LoadedScenario, *, participants: int | None = None,
     fingerprint = run_fingerprint(loaded, seed, specs, policies, twins)
     previous = previous_run(run_dir, fingerprint)
     if (previous is not None and previous.get("status") == "complete" and not fresh
-            and not previous.get("invalid_answers")):  # invalid answers are asked again
+            and not previous.get("invalid_answers")  # invalid answers are asked again
+            and (run_dir / RESPONSES).is_file()):
         return RunResult(run_dir, len(specs), 0.0, 0, already_complete=True)
     owned = backend is None
     if backend is None:
         adapters = {p.name: p.adapter for p in policies}
         backend = create_backend(kind, model_directory(loaded), adapters=adapters, seed=seed,
                                  options=options)
-    cache = ResponseCache(run_dir / CACHE_FILE)
-    cached = CachedBackend(backend, cache, read=not fresh)
     try:
-        return _simulate(loaded, specs, seed, run_dir, cached, progress, policies, twins,
-                         {"kind": backend.kind, "options": options}, fingerprint, previous,
-                         request or {})
+        cache = ResponseCache(run_dir / CACHE_FILE)
+        cached = CachedBackend(backend, cache, read=not fresh)
+        try:
+            return _simulate(loaded, specs, seed, run_dir, cached, progress, policies, twins,
+                             {"kind": backend.kind, "options": options}, fingerprint, previous,
+                             request or {})
+        except BackendError as exc:
+            raise InputError([Problem(f"backend {backend.kind}", None, "", f"{exc}"),
+                              Problem(str(run_dir), None, "", f"the run stopped; every finished "
+                                      f"stage and {exc.saved} answers of the stage in progress "
+                                      "are saved; once the backend answers, continue with "
+                                      f"--resume {run_dir}")]) from None
+        finally:
+            cache.close()
     finally:
-        cache.close()
         close = getattr(backend, "close", None)
         if owned and close is not None:
             close()
@@ -158,6 +168,20 @@ def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path
     started = time.perf_counter()
     total = len(model.schedule)
     invalid = 0
+    counters = getattr(backend.inner, "counters", None)
+
+    def account() -> float:
+        """This session's counters so far, in the manifest (a killed session keeps them)."""
+        seconds = time.perf_counter() - started
+        session.update({"seconds": round(seconds, 3), "backend_calls": batcher.calls,
+                        "cache": backend.stats(), "invalid_answers": invalid,
+                        **({"endpoint": counters.as_dict()} if counters is not None else {})})
+        manifest.update({"cache": {"file": CACHE_FILE, **backend.stats()},
+                         "invalid_answers": invalid, "sessions": [*sessions, session]})
+        if counters is not None:
+            manifest["endpoint"] = counters.as_dict()
+        return seconds
+
     while model.running:
         round_id, stage = model.schedule[model.position]
         if progress:
@@ -167,19 +191,13 @@ def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path
         invalid += sum(row["invalid"] is not None for row in rows)
         lines = [line for p in model.participants for line in p.take_unsaved()]
         store.append_step(model.position, rows, lines)
-    seconds = time.perf_counter() - started
+        account()
+        store.write_manifest({**manifest, "status": "running"})
+    seconds = account()
     if progress:
         progress(total, total, "done")
-    counters = getattr(backend.inner, "counters", None)
-    session |= {"seconds": round(seconds, 3), "backend_calls": batcher.calls,
-                "cache": backend.stats(), "invalid_answers": invalid,
-                **({"endpoint": counters.as_dict()} if counters is not None else {})}
     manifest["timing"] = {"seconds": round(seconds, 3), "backend_calls": batcher.calls,
                           "participants_per_second": round(len(specs) / seconds, 2)}
-    manifest |= {"cache": {"file": CACHE_FILE, **backend.stats()}, "invalid_answers": invalid,
-                 "sessions": [*sessions, session]}
-    if counters is not None:
-        manifest["endpoint"] = counters.as_dict()
     store.finish(manifest)
     return RunResult(run_dir, len(specs), seconds, batcher.calls, invalid_answers=invalid,
                      cache_hits=backend.hits, cache_misses=backend.misses,
@@ -234,8 +252,10 @@ def run_fingerprint(loaded: LoadedScenario, seed: int, specs: list[Any], policie
 
 def previous_run(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The manifest of the run already in `run_dir` (None: a new run), checked to be this run."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError([Problem(str(run_dir), None, "--out", "is a file, not a directory")])
+    if not run_dir.exists() or {p.name for p in run_dir.iterdir()} <= CACHE_FILES:
+        return None  # new, or stopped before its manifest: its cache answers are still good
     manifest = read_manifest(run_dir)
     if manifest is None:
         raise InputError([Problem(str(run_dir), None, "--out", "the directory exists, is not "
@@ -264,7 +284,8 @@ def build_manifest(loaded: LoadedScenario, backend: Backend, seed: int, n: int,
                    run_dir: Path) -> dict[str, Any]:
     """Everything needed to reproduce and interpret the run (no secrets)."""
     s, human = loaded.scenario, loaded.human
-    tokenizer = getattr(backend, "tokenizer", None)
+    tokenizer = getattr(backend, "tokenizer", None) or getattr(getattr(backend, "chat", None),
+                                                               "tokenizer", None)
     return {
         "run_id": run_dir.name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -35,14 +35,14 @@ class RunStore:
     def restart(self, manifest: dict[str, Any]) -> None:
         """Continue an unfinished run: its steps are replayed (answers come from the response
         cache), so earlier parts and transcript lines are cleared first."""
-        self.parts.mkdir(parents=True, exist_ok=True)
+        self.write_manifest({**manifest, "status": "running"})  # first: never 'complete' without
+        self.parts.mkdir(parents=True, exist_ok=True)            # the tables it names
         for part in self.parts.glob("*step-*.parquet*"):
             part.unlink()
         with (self.run_dir / TRANSCRIPTS).open("w", encoding="utf-8") as handle:
             handle.flush()
             os.fsync(handle.fileno())
         (self.run_dir / RESPONSES).unlink(missing_ok=True)
-        self.write_manifest({**manifest, "status": "running"})
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace manifest.json atomically."""

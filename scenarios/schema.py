@@ -217,6 +217,19 @@ class VllmOptions(Strict):
     enable_prefix_caching: bool = True
     engine_args: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _engine_args_do_not_repeat(self) -> VllmOptions:
+        taken = set(type(self).model_fields) | RESERVED_ENGINE_ARGS
+        clash = sorted(set(self.engine_args) & taken)
+        if clash:
+            raise ValueError(f"engine_args may not set {', '.join(clash)}: the model comes from "
+                             "'model:', the seed from the run, the others are options of their own")
+        return self
+
+
+# vLLM engine arguments the engine sets itself (the model directory and the run seed).
+RESERVED_ENGINE_ARGS = frozenset({"model", "tokenizer", "seed"})
+
 
 class OpenAIOptions(Strict):
     """`backend: openai`: any OpenAI-compatible completions endpoint (vLLM's server first).
@@ -236,6 +249,17 @@ class OpenAIOptions(Strict):
     backoff_max: float = Field(default=30.0, ge=0)
     timeout: float = Field(default=120.0, gt=0)
     max_invalid: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _no_credentials_in_the_url(self) -> OpenAIOptions:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.base_url)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("base_url holds credentials (user:password@); put the key in the "
+                             "environment variable named by api_key_env, which is never written "
+                             "down")
+        return self
 
 
 BACKEND_OPTIONS: dict[str, type[Strict]] = {

@@ -93,6 +93,14 @@ def test_invalid_answers_are_rows_with_a_reason_that_scoring_and_show_handle(fla
     assert report["samples"]["policies"]["base"]["participants"] == PARTICIPANTS
     assert sum(report["samples"]["policies"]["base"]["missing_answers"].values()) == len(bad)
 
+    def strict(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    lines = [json.loads(x, parse_constant=strict)
+             for x in (run_dir / "transcripts.jsonl").read_text().splitlines()]
+    unread = [x for x in lines if x.get("invalid")]
+    assert len(unread) == len(bad) and all(x["probs"] is None for x in unread)
+
     console = Console(record=True, width=120)
     render_transcript(run_dir, specs[0].participant_id, console)
     shown = console.export_text()
@@ -116,3 +124,44 @@ def test_backend_options_come_from_the_command_line_and_bad_ones_are_named(tmp_p
     assert "--backend-option base_url: Field required" in missing.stderr
     assert "--backend-option max_in_flight" in missing.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_an_endpoint_that_stays_down_stops_the_run_keeping_what_arrived(flagship, tmp_path):
+    from scenarios.errors import InputError
+
+    run_dir = tmp_path / "run"
+    strict = {**QUICK, "max_retries": 0}
+    with ScriptedServer(["ok"] * 5 + ["500"]) as server:
+        options = {"base_url": server.base_url, **strict}
+        with pytest.raises(InputError) as caught:
+            run_scenario(flagship, participants=PARTICIPANTS, seed=SEED, out=run_dir,
+                         backend_kind="openai", backend_options=options)
+        text = "\n".join(map(str, caught.value.problems))
+        assert "HTTP 500, after 1 attempts" in text
+        assert "5 answers of the stage in progress are saved" in text
+        assert f"--resume {run_dir}" in text
+        assert json.loads((run_dir / MANIFEST).read_text())["status"] == "running"
+        resumed = run_scenario(flagship, participants=PARTICIPANTS, seed=SEED, out=run_dir,
+                               backend_kind="openai", backend_options=options)
+    assert resumed.resumed and resumed.cache_hits == 5
+
+
+def test_an_unreachable_endpoint_is_an_exit_2_message_with_the_resume_command(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli("run", str(FLAGSHIP), "--participants", "2", "--out", str(tmp_path / "r"),
+                     "--backend", "openai", "--backend-option", f"base_url=http://127.0.0.1:{port}/v1",
+                     "--backend-option", "max_retries=1", "--backend-option", "backoff_base=0.01")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "connection failed" in result.stderr and "--resume" in result.stderr
+
+
+def test_credentials_in_the_url_are_refused(tmp_path):
+    result = run_cli("run", str(FLAGSHIP), "--participants", "2", "--out", str(tmp_path / "r"),
+                     "--backend", "openai", "--backend-option",
+                     "base_url=http://me:sk-secret@127.0.0.1:9/v1")
+    assert result.returncode == 2 and "holds credentials" in result.stderr
+    assert not (tmp_path / "r").exists()

@@ -114,3 +114,38 @@ def test_cli_resume_errors_are_clear(tmp_path):
     (tmp_path / "junk" / MANIFEST).write_text("{not json")
     result = run_cli("run", str(FLAGSHIP), "--resume", str(tmp_path / "junk"))
     assert result.returncode == 2 and "manifest.json" in result.stderr and "JSON" in result.stderr
+
+
+def test_a_complete_run_without_its_table_is_replayed_from_the_cache(flagship, tiny_backend,
+                                                                     tmp_path):
+    run_dir = tmp_path / "run"
+    run_scenario(flagship, participants=5, seed=2, out=run_dir, backend=tiny_backend)
+    before = pd.read_parquet(run_dir / RESPONSES)
+    (run_dir / RESPONSES).unlink()  # e.g. killed while a --fresh rerun was clearing it
+    again = run_scenario(flagship, participants=5, seed=2, out=run_dir, backend=tiny_backend)
+    assert not again.already_complete and again.cache_misses == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / RESPONSES), before, check_exact=True)
+
+
+def test_a_directory_holding_only_a_cache_starts_a_run_that_uses_it(flagship, tiny_backend,
+                                                                    tmp_path):
+    import shutil
+
+    run_scenario(flagship, participants=5, seed=2, out=tmp_path / "a", backend=tiny_backend)
+    (tmp_path / "b").mkdir()  # as if stopped before its manifest was written
+    shutil.copy(tmp_path / "a" / CACHE_FILE, tmp_path / "b" / CACHE_FILE)
+    result = run_scenario(flagship, participants=5, seed=2, out=tmp_path / "b", backend=tiny_backend)
+    assert result.cache_misses == 0 and not result.resumed
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_damaged_cache_or_an_out_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CACHE_FILE).write_bytes(b"this is not an SQLite database" * 100)
+    result = run_cli("run", str(FLAGSHIP), "--participants", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert CACHE_FILE in result.stderr and "not a readable response cache" in result.stderr
+    (tmp_path / "file").write_text("mine")
+    result = run_cli("run", str(FLAGSHIP), "--participants", "2", "--out", str(tmp_path / "file"))
+    assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+    assert (tmp_path / "file").read_text() == "mine"

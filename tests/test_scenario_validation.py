@@ -197,3 +197,12 @@ def test_a_backend_whose_package_is_missing_says_what_to_install(tmp_path, monke
         create_backend("vllm", ensure_builtin("builtin:tiny"))
     message = str(caught.value.problems[0])
     assert "the vllm backend needs vLLM" in message and "pip install '.[vllm]'" in message
+
+
+def test_vllm_engine_args_may_not_repeat_an_option_or_set_the_model_or_seed(tmp_path):
+    text = flagship_text().replace(
+        "backend: transformers",
+        "backend: vllm\nbackend_options:\n  engine_args: {seed: 3, dtype: half, max_num_seqs: 8}", 1)
+    found = problems_of(write(tmp_path, text))
+    assert len(found) == 1 and f"scenario.yaml:{line_of(text, 'engine_args')}:" in found[0]
+    assert "engine_args may not set dtype, max_num_seqs, seed" in found[0]

@@ -39,7 +39,7 @@ def test_the_flagship_on_vllm_with_a_lora_policy_matches_transformers(
     assert manifest["model"]["adapters"] == {"tuned": str(flagship_policies[1].adapter)}
     assert manifest["backend"] == {"kind": "vllm", "options": CPU_ENGINE}
 
-    # Rerunning the finished run's directory starts no engine and changes nothing.
+    # Rerunning the finished run's directory changes nothing (no backend is even built).
     again = run_scenario(flagship, participants=FLAGSHIP_RUN_PARTICIPANTS, out=run_dir,
                          policies=flagship_policies, backend_kind="vllm",
                          backend_options=CPU_ENGINE)
@@ -65,3 +65,11 @@ def test_a_fully_cached_vllm_run_never_starts_the_engine(flagship, tiny_dir, tmp
     result = run_scenario(flagship, participants=6, out=run_dir, backend=replay)
     assert result.cache_misses == 0 and result.cache_hits == 6 * 12
     assert not replay.started
+
+
+def test_an_engine_argument_vllm_does_not_know_is_named_before_anything_starts(tiny_dir):
+    from engine.backends import create_backend
+    from scenarios.errors import InputError
+
+    with pytest.raises(InputError, match="max_num_batched_tokenz: not an argument"):
+        create_backend("vllm", tiny_dir, options={"engine_args": {"max_num_batched_tokenz": 9}})

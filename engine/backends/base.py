@@ -42,6 +42,19 @@ class Distribution:
     invalid: str | None = None
 
 
+class BackendError(RuntimeError):
+    """A backend could not answer a batch (an endpoint down, a request refused).
+
+    `partial` holds the answers that did arrive, in query order (None where none did), so a
+    caller can keep them; the run stops with a message rather than a traceback.
+    """
+
+    def __init__(self, message: str, partial: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.saved = 0  # how many of them a response cache kept
+
+
 class Backend(Protocol):
     """What the engine needs from a model server; one call answers a whole batch."""
 

@@ -33,11 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 
 from engine.backends.base import (
+    BackendError,
     ChoiceQuery,
     Distribution,
     TextQuery,
@@ -49,13 +51,14 @@ from engine.backends.transformers_backend import weights_digest
 
 log = logging.getLogger(__name__)
 BASE = "base"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(BackendError):
     """The endpoint kept failing (status, timeout or connection) after every retry."""
 
 
-class BackendRequestError(RuntimeError):
+class BackendRequestError(BackendError):
     """The endpoint rejected a request in a way retrying cannot fix (a 4xx other than 408/429)."""
 
 
@@ -126,6 +129,8 @@ class OpenAIBackend:
                  temperature: float = 0.0, **retry: Any) -> None:
         if dialect not in ("vllm", "openai"):
             raise ValueError(f"dialect must be 'vllm' or 'openai', not {dialect!r}")
+        if urlsplit(base_url).username or urlsplit(base_url).password:
+            raise ValueError("base_url holds credentials; use the api_key_env variable instead")
         self.model_dir = Path(model_dir)
         self.chat = ChatPrompt(self.model_dir)
         self.url = base_url.rstrip("/") + "/completions"
@@ -138,6 +143,7 @@ class OpenAIBackend:
         self.served = {name: (served or {}).get(name, name) for name in names}
         self.served[BASE] = (served or {}).get(BASE, served_model or str(self.model_dir))
         self.counters = Counters()
+        self._warned = False
 
     def identity(self) -> dict[str, Any]:
         """Endpoint, served names, tokenizer directory, dialect and sampling; never the API key."""
@@ -204,16 +210,30 @@ class OpenAIBackend:
         gate = asyncio.Semaphore(self.max_in_flight)
         async with httpx.AsyncClient(timeout=self.retry.timeout, limits=limits,
                                      headers=self._headers()) as client:
+            tasks: list[asyncio.Task[Any]] = []
             try:
                 async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(self._answer(client, gate, job)) for job in jobs]
-            except ExceptionGroup as failures:  # the first real error, not a group of them
-                raise failures.exceptions[0] from None
+                    tasks += [group.create_task(self._answer(client, gate, job)) for job in jobs]
+            except ExceptionGroup as failures:  # the first real error, with what did arrive
+                first = failures.exceptions[0]
+                partial = [t.result() if t.done() and not t.cancelled() and t.exception() is None
+                           else None for t in tasks]
+                if isinstance(first, BackendError):
+                    first.partial = partial
+                raise first from None
         return [task.result() for task in tasks]
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        if not key:
+            return {}
+        host = urlsplit(self.base_url).hostname or ""
+        if self.base_url.startswith("http://") and host not in LOCAL_HOSTS and not self._warned:
+            self._warned = True
+            log.warning("sending the key from $%s to %s over plain http (not encrypted); use "
+                        "https, or unset the variable if the server needs no key",
+                        self.api_key_env, host)
+        return {"Authorization": f"Bearer {key}"}
 
     async def _answer(self, client: httpx.AsyncClient, gate: asyncio.Semaphore, job: _Job) -> Any:
         """Ask until the answer can be read, at most max_invalid times."""
