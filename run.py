@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,20 @@ from scenarios.errors import InputError, Problem
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2
+
+
+@contextmanager
+def progress_bar(first: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on stderr; yields the (done, total, label) callback engines report to."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=False) as bar:
+        task = bar.add_task(first, total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        yield update
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -55,14 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = {"participants": args.participants, "seed": args.seed,
                "policies": absolute_policies(args.policies), "twins": absolute_twins(args.twins),
                "backend": args.backend, "backend_options": options}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=errors, transient=False) as bar:
-        task = bar.add_task("loading model", total=None)
-
-        def update(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
-
+    with progress_bar("loading model") as update:
         policies = scenario_policies(loaded, args.policies)
         twins = twins_from_record(loaded, args.twins) if args.twins else None
         result = run_scenario(loaded, participants=args.participants, seed=args.seed,
@@ -136,14 +144,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, loss=args.loss, device=args.device,
         dtype=args.dtype,
         target_modules=tuple(m.strip() for m in args.target_modules.split(",") if m.strip()))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=errors, transient=False) as bar:
-        task = bar.add_task("preparing the pilot", total=None)
-
-        def update(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
-
+    with progress_bar("preparing the pilot") as update:
         result = finetune(loaded, pilot=size, sampling=sampling, out=args.out, seed=args.seed,
                           no_demographics=args.no_demographics, settings=settings, progress=update)
     errors.print(f"pilot {len(result.split.pilot)} participants ({result.examples} answers), "

@@ -129,7 +129,8 @@ class OpenAIBackend:
                  temperature: float = 0.0, **retry: Any) -> None:
         if dialect not in ("vllm", "openai"):
             raise ValueError(f"dialect must be 'vllm' or 'openai', not {dialect!r}")
-        if urlsplit(base_url).username or urlsplit(base_url).password:
+        where = urlsplit(base_url)
+        if where.username or where.password:
             raise ValueError("base_url holds credentials; use the api_key_env variable instead")
         self.model_dir = Path(model_dir)
         self.chat = ChatPrompt(self.model_dir)
