@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scenarios.errors import InputError, Problem
+
+# Nothing heavy at the top: `--help` and a refused command must not wait for torch, transformers,
+# mesa or statsmodels (each command imports what it uses; tests/test_hostile_cli.py holds this).
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -22,6 +24,8 @@ EXIT_BAD_INPUT = 2
 @contextmanager
 def progress_bar(first: str) -> Iterator[Callable[[int, int, str], None]]:
     """A rich progress bar on stderr; yields the (done, total, label) callback engines report to."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=False) as bar:
@@ -48,16 +52,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or continue) a scenario and print the run directory."""
+    from engine.paths import check_output_path
+
+    # Checked first, in milliseconds: the command line's paths (argparse checked the numbers).
+    if args.resume is not None:
+        if args.out is not None and args.out.resolve() != args.resume.resolve():
+            raise InputError([Problem("command line", None, "--out", "--resume RUN_DIR continues "
+                                      "that directory; leave --out out")])
+        check_output_path(args.resume, "--resume", must_exist=True)
+    else:
+        check_output_path(args.out or Path("runs"), "--out" if args.out else "--out (default runs/)")
+
     from engine.policies import twins_from_record
-    from engine.runner import resume_request, run_scenario, scenario_policies
+    from engine.runner import check_run, resume_request, run_scenario, scenario_policies
     from scenarios.loader import load_scenario
 
     loaded = load_scenario(args.scenario)
     asked: dict[str, Any] = {}
     if args.resume is not None:
-        if args.out is not None and args.out.resolve() != args.resume.resolve():
-            raise InputError([Problem("command line", None, "--out", "--resume RUN_DIR continues "
-                                      "that directory; leave --out out")])
         args.out = args.resume
         asked = resume_request(args.resume)
         for name in ("participants", "seed", "policies", "twins", "backend"):
@@ -70,9 +82,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = {"participants": args.participants, "seed": args.seed,
                "policies": absolute_policies(args.policies), "twins": absolute_twins(args.twins),
                "backend": args.backend, "backend_options": options}
+    twins = twins_from_record(loaded, args.twins) if args.twins else None
+    # Everything that needs no model, before it (and torch) loads: model path, participants, options.
+    check_run(loaded, participants=args.participants, seed=args.seed, twins=twins,
+              backend_kind=args.backend, backend_options=options)
     with progress_bar("loading model") as update:
         policies = scenario_policies(loaded, args.policies)
-        twins = twins_from_record(loaded, args.twins) if args.twins else None
         result = run_scenario(loaded, participants=args.participants, seed=args.seed,
                               out=args.out, progress=update, policies=policies, twins=twins,
                               backend_kind=args.backend, backend_options=options,
@@ -81,6 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         errors.print("this run is already complete; nothing to do (--fresh recomputes it)",
                      highlight=False)
     else:
+        if result.rebuilt:
+            errors.print(f"the run's tables were damaged ({result.rebuilt}); rebuilt from its "
+                         "response cache", markup=False, highlight=False)
         each = f" × {len(policies)} policies" if len(policies) > 1 else ""
         cache = (f"; {result.cache_hits} answers from the cache, {result.cache_misses} computed"
                  if result.cache_hits else "")
@@ -132,6 +150,10 @@ def parse_backend_options(items: Sequence[str] | None) -> dict[str, Any]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Finetune a LoRA policy on a pilot of the human rows and print the adapter directory."""
+    from engine.paths import check_output_path
+
+    check_output_path(args.out, "--out")  # before the scenario, torch and the model load
+
     from agents.pilot import parse_pilot_size, parse_sampling
     from engine.finetune import TrainingSettings, finetune
     from scenarios.loader import load_scenario
@@ -156,7 +178,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     """The `finetune` command's grammar (defaults suit builtin:tiny on a CPU)."""
-    from engine.finetune import TrainingSettings
+    from engine.finetune_settings import TrainingSettings  # light: no torch, numpy or agents
 
     d = TrainingSettings()
     ft = sub.add_parser("finetune", help="train a LoRA policy on a pilot of the human rows")
@@ -168,7 +190,7 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--no-demographics", action="store_true",
                     help="train on personas without demographics (the scenario's "
                          "persona_without_demographics)")
-    ft.add_argument("--seed", type=int, default=None, help="overrides the scenario's seed")
+    ft.add_argument("--seed", type=seed_number, default=None, help="overrides the scenario's seed")
     ft.add_argument("--out", type=Path, required=True, help="adapter directory to create")
     ft.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank (default {d.rank})")
     ft.add_argument("--alpha", type=int, default=d.alpha, help=f"LoRA alpha (default {d.alpha})")
@@ -202,9 +224,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     from analysis.errors import AnalysisInputError
     from analysis.render import print_report
     from analysis.report import score_run
+    from engine.lock import hold_directory
 
     try:
-        report = score_run(args.run_dir, human=args.human, bootstrap=args.bootstrap, seed=args.seed)
+        # report.json has one writer, and a run still being written is not scored.
+        with hold_directory(args.run_dir, purpose="score", field="report.json", create=False,
+                            advice="wait for it, then score again"):
+            report = score_run(args.run_dir, human=args.human, bootstrap=args.bootstrap,
+                               seed=args.seed)
     except AnalysisInputError as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT
@@ -213,15 +240,39 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed_number(text: str) -> int:
+    """A `--seed`: an integer 0 <= seed < 2**32 (what numpy's and torch's seeding accept)."""
+    from scenarios.schema import SEED_LIMIT
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; a seed is 0 <= seed < 2**32")
+    return value
+
+
+def positive_number(text: str) -> int:
+    """A count such as `--participants`: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected at least 1")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     top = argparse.ArgumentParser(prog="run.py", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate a scenario")
     run.add_argument("scenario", type=Path)
-    run.add_argument("--participants", type=int, default=None,
+    run.add_argument("--participants", type=positive_number, default=None,
                      help="simulate N participants (twins: a seeded subset of the data rows)")
-    run.add_argument("--seed", type=int, default=None, help="overrides the scenario's seed")
+    run.add_argument("--seed", type=seed_number, default=None, help="overrides the scenario's seed")
     run.add_argument("--out", type=Path, default=None, help="run directory (default: runs/...)")
     run.add_argument("--policies", default=None,
                      help="comma-separated policies, each a name from the scenario's policies: "
@@ -252,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("run_dir", type=Path)
     score.add_argument("--human", type=Path, default=None, help="human data CSV (default: the run's)")
     score.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
-    score.add_argument("--seed", type=int, default=0, help="seed of bootstrap and split halves")
+    score.add_argument("--seed", type=seed_number, default=0, help="seed of bootstrap and split halves")
     score.set_defaults(handler=cmd_score)
     return top
 

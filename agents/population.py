@@ -40,6 +40,9 @@ def build_population(loaded: LoadedScenario, n: int | None, seed: int,
     if ids is not None:
         raise InputError([Problem(str(loaded.path), None, "--twins",
                                   "a marginal population has no human rows to choose twins from")])
+    if n is not None and n < 1:
+        raise InputError([Problem("command line", None, "--participants",
+                                  f"asked for {n} participants; expected at least 1")])
     size = n or pop.size
     if not size:
         raise InputError([Problem(str(loaded.path), None, "population.size",
@@ -55,8 +58,8 @@ def _twins(loaded: LoadedScenario, n: int | None, seed: int,
     positions = np.arange(len(table)) if ids is None else _positions(loaded, names, ids)
     if n is not None and not 1 <= n <= len(positions):
         rows = f"the data has {len(table)} rows" if ids is None else f"{len(positions)} were chosen"
-        raise InputError([Problem(str(loaded.human.path), None, "--participants",
-                                  f"asked for {n} twins; {rows}")])
+        raise InputError([Problem("command line", None, "--participants",  # a flag, not the CSV
+                                  f"asked for {n} twins; {rows} ({loaded.human.path})")])
     if n is not None and n < len(positions):
         rng = np.random.default_rng([seed, STREAM_SAMPLING])
         positions = np.sort(rng.choice(positions, size=n, replace=False))
@@ -75,7 +78,12 @@ def twin_ids(loaded: LoadedScenario) -> list[str]:
     assert loaded.human is not None, "twins need the human data (checked at load)"
     id_column = loaded.scenario.population.id_column
     if id_column:
-        return [str(v) for v in loaded.human.table[id_column]]
+        ids = loaded.human.table[id_column]
+        if ids.isna().any():  # refused at load; str() would name a twin 'nan'
+            line = loaded.human.file_line(int(ids.isna().to_numpy().nonzero()[0][0]))
+            raise InputError([Problem(str(loaded.human.path), line, id_column,
+                                      "empty cell; expected a participant id")])
+        return [str(v) for v in ids]  # read as text at load: '001' stays '001'
     return [f"row{i + 1}" for i in range(len(loaded.human.table))]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.errors import AnalysisInputError
+from analysis.formula import CheckedFormula, FormulaError, check_formula
 
 ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
 # Mirrors scenarios.schema.DEFAULT_OPTIONS, used only if a manifest left `options` unresolved.
@@ -37,7 +38,14 @@ class Question:
 
     def column_for(self, round_id: int) -> str | None:
         """The human data column holding this question's answer in a round."""
-        return self.human_column.format(round=round_id) if self.human_column else None
+        if not self.human_column:
+            return None
+        try:  # `validate` allows only {round}; a manifest may have been edited since
+            return self.human_column.format(round=round_id)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise AnalysisInputError(f"question '{self.id}': human_column "
+                                     f"{self.human_column[:60]!r} is not a column template with "
+                                     f"{{round}} as its only placeholder ({exc!r})") from None
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,12 @@ class Experiment:
         return [f.name for f in self.factors] + list(self.demographics)
 
     @property
+    def formula_variables(self) -> list[str]:
+        """Names a regression formula may use: questions, indicators, attributes and `round`."""
+        return ([q.id for q in self.questions] + [i.name for i in self.indicators]
+                + self.attributes + ["round"])
+
+    @property
     def belief_questions(self) -> list[Question]:
         """Questions of stages with kind 'belief'."""
         return [q for q in self.questions if q.kind == "belief"]
@@ -150,7 +164,24 @@ def experiment_from_resolved(resolved: dict[str, Any], where: str) -> Experiment
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AnalysisInputError(f"{where}: malformed resolved scenario ({exc!r})") from None
     check_references(experiment, where)
+    check_formulas(experiment, where)
     return experiment
+
+
+def check_formulas(experiment: Experiment, where: str) -> dict[str, CheckedFormula]:
+    """Every regression formula within the formula grammar (analysis.formula), by regression name.
+
+    A manifest is as shareable as a scenario file, so its formulas are checked again here, before
+    anything is scored: a formula is data, never code.
+    """
+    checked = {}
+    for i, reg in enumerate(experiment.regressions):
+        try:
+            checked[reg.name] = check_formula(reg.formula, experiment.formula_variables)
+        except FormulaError as exc:
+            raise AnalysisInputError(f"{where}: regression '{reg.name}' "
+                                     f"(analysis.regressions[{i}].formula): {exc}") from None
+    return checked
 
 
 def _experiment(resolved: dict[str, Any], where: str) -> Experiment:
@@ -165,7 +196,7 @@ def _experiment(resolved: dict[str, Any], where: str) -> Experiment:
         reference_note=str(resolved.get("reference_note") or ""),
         id_column=population.get("id_column"),
         data=population.get("data"),
-        demographics=dict(population.get("demographics") or {}),
+        demographics=_demographics(population),
         factors=factors,
         rounds=tuple(int(r["id"]) for r in _need(resolved, "rounds", where)),
         questions=_questions(_need(resolved, "stages", where), where),
@@ -180,6 +211,20 @@ def _experiment(resolved: dict[str, Any], where: str) -> Experiment:
             for r in analysis.get("regressions") or []
         ),
     )
+
+
+def _demographics(population: dict[str, Any]) -> dict[str, str]:
+    """Each demographic's name and its column in the reference data.
+
+    Twins carry their row's values under `population.demographics` (name -> data column). A
+    marginal population's participants carry the names of its `marginals` (the run's rows hold
+    the drawn values under them); its reference data has each in the column `demographics` maps
+    it to, else in the column of that very name.
+    """
+    mapped = dict(population.get("demographics") or {})
+    if population.get("source") != "marginals":
+        return mapped
+    return {name: mapped.get(name, name) for name in population.get("marginals") or {}}
 
 
 def check_references(experiment: Experiment, where: str) -> None:

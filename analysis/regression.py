@@ -1,4 +1,4 @@
-"""Fit the scenario's regressions (statsmodels formula API) on a participant-round table.
+"""Fit the scenario's regressions (statsmodels) on a participant-round table.
 
 Variables: question ids (the answer, categorical in option order), indicators (0/1), condition
 factors (categorical, first declared level = reference), demographics and `round`. The dependent
@@ -6,27 +6,75 @@ variable, when it is a question, is coded by option index: 0/1 for a two-option 
 code for mnlogit (first option present = reference), the index for ols. Standard errors are
 cluster-robust by participant (rounds of one participant are not independent). A fit that cannot
 be estimated (perfect separation, singular design, no convergence) is returned with the reason.
+
+A formula is data, never code: it is checked against the grammar of analysis.formula right before
+each fit, and its design matrices are built by formulaic in a namespace holding only `C` and `I`
+(no numpy, no builtins, no caller's frame; statsmodels' formula API would evaluate the formula in
+the caller's frame). Columns are ordered as the formula API orders them (its "legacy" patsy order),
+so coefficient names and order are what `smf.logit(formula, data)` gives.
 """
 
 from __future__ import annotations
 
+import builtins
 import warnings
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from formulaic import Formula
-from formulaic.errors import FormulaicError
+from formulaic import Formula, ModelMatrices, model_matrix
+from formulaic.materializers import PandasMaterializer
+from formulaic.transforms import C
+from formulaic.transforms.identity import identity
+from formulaic.utils.layered_mapping import LayeredMapping
 from scipy.stats import norm
+from statsmodels.discrete.discrete_model import Logit, MNLogit
+from statsmodels.regression.linear_model import OLS
 from statsmodels.tools import sm_exceptions
 
 from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, RegressionSpec
+from analysis.experiment import check_formulas as check_grammar
+from analysis.formula import ALLOWED_CALLS, CheckedFormula, FormulaError, check_formula
 
 Z95 = float(norm.ppf(0.975))
-FAMILIES = {"logit": smf.logit, "mnlogit": smf.mnlogit, "ols": smf.ols}
+FAMILIES = {"logit": Logit, "mnlogit": MNLogit, "ols": OLS}
 COLUMNS = ["estimate", "se", "low", "high", "p"]
+
+
+class _Unavailable:
+    """What a builtin's name means inside a formula: nothing that can be called."""
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        raise FormulaError("formula: builtins are not available to formulas")
+
+
+# formulaic evaluates factors with `eval(code, {}, namespace)`; an empty globals dict still lends
+# the builtins, so their names are shadowed here (data columns such as `round` come first).
+_UNAVAILABLE = _Unavailable()
+NAMESPACE: dict[str, Any] = {name: _UNAVAILABLE for name in [*dir(builtins), "__builtins__"]}
+NAMESPACE |= dict(zip(ALLOWED_CALLS, (C, identity), strict=True))
+
+
+class RestrictedMaterializer(PandasMaterializer):
+    """formulaic's pandas materializer, evaluating in the data and NAMESPACE only.
+
+    The stock materializer layers the caller's context and formulaic's transforms (`np`, `log`,
+    splines) under the data; here the context passed in is ignored and nothing else is reachable.
+    """
+
+    REGISTER_NAME = "survey_twins_restricted"
+    REGISTER_INPUTS = ()  # never chosen for data by itself; only when named, as `design` does
+    REGISTER_PRECEDENCE = -1
+
+    def __init__(self, data: Any, context: Any = None, **params: Any) -> None:
+        super().__init__(data, context=None, **params)
+        self.layered_context = LayeredMapping(
+            LayeredMapping(self.data_context, name="data"),
+            LayeredMapping(NAMESPACE, name="transforms"),
+        )
 
 
 @dataclass(frozen=True)
@@ -49,39 +97,53 @@ def unfit(reason: str, n: int = 0, participants: int = 0) -> Fit:
     return Fit(pd.DataFrame(columns=COLUMNS), n, participants, f"not estimable: {reason}")
 
 
-def variables(spec: RegressionSpec) -> tuple[str, set[str]]:
-    """The dependent variable and every variable a regression's formula reads."""
+def checked(spec: RegressionSpec, experiment: Experiment) -> CheckedFormula:
+    """The regression's formula checked against the grammar; an AnalysisInputError if outside."""
     try:
-        formula = Formula(spec.formula)
-    except FormulaicError as exc:
-        raise AnalysisInputError(
-            f"regression '{spec.name}': formula {spec.formula!r} does not parse ({exc})") from None
-    lhs = sorted(formula.lhs.required_variables) if hasattr(formula, "lhs") else []
-    if len(lhs) != 1:
-        raise AnalysisInputError(f"regression '{spec.name}': formula {spec.formula!r} needs "
-                                 "exactly one dependent variable left of '~'")
-    return lhs[0], set(formula.required_variables)
+        return check_formula(spec.formula, experiment.formula_variables)
+    except FormulaError as exc:
+        raise AnalysisInputError(f"regression '{spec.name}': {exc}") from None
 
 
-def known_variables(experiment: Experiment) -> list[str]:
-    """Names a formula may use."""
-    return ([q.id for q in experiment.questions] + [i.name for i in experiment.indicators]
-            + experiment.attributes + ["round"])
+def variables(spec: RegressionSpec, experiment: Experiment) -> tuple[str, set[str]]:
+    """The dependent variable and every variable a regression's formula reads."""
+    formula = checked(spec, experiment)
+    return formula.dependent, set(formula.variables)
 
 
 def check_formulas(experiment: Experiment, where: str) -> set[str]:
-    """Raise on a formula naming an unknown variable; return the attributes formulas use."""
-    known = known_variables(experiment)
-    used: set[str] = set()
-    for spec in experiment.regressions:
-        _, names = variables(spec)
-        unknown = sorted(names - set(known))
-        if unknown:
-            raise AnalysisInputError(
-                f"{where}: regression '{spec.name}': formula {spec.formula!r} names unknown "
-                f"variable(s) {unknown}; known variables are {known}")
-        used |= names
+    """Raise on a formula outside the grammar or naming an unknown variable; return the
+    attributes the formulas use."""
+    used = {name for formula in check_grammar(experiment, where).values()
+            for name in formula.variables}
     return used & set(experiment.attributes)
+
+
+def _legacy_order(matrices: ModelMatrices) -> list[str]:
+    """The right-hand columns in the order statsmodels' formula API gives them (patsy's order:
+    intercept, all-categorical terms by degree, then terms grouped by their numeric factors);
+    mirrors statsmodels.formula._manager.FormulaManager._legacy_orderer, which cannot be given
+    the restricted materializer."""
+    spec = matrices.rhs.model_spec
+    categorical = set(spec.factor_contrasts)
+    terms = [t for t in spec.terms if t.degree > 0]
+    cats = sorted((t for t in terms if all(f in categorical for f in t.factors)),
+                  key=lambda t: t.degree)
+    groups: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+    for term in terms:
+        if term not in cats:
+            groups[tuple(sorted(str(f) for f in term.factors if f not in categorical))].append(term)
+    ordered = [t for t in spec.terms if t.degree == 0] + cats
+    ordered += [t for group in groups.values() for t in sorted(group, key=lambda t: t.degree)]
+    columns = list(matrices.rhs.columns)
+    return [c for term in ordered for c in columns[spec.term_slices[term]]]
+
+
+def design(formula: CheckedFormula, frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """The dependent column and the design matrix of a checked formula, built in NAMESPACE."""
+    matrices = model_matrix(Formula(formula.text, _ordering="none"), frame, context={},
+                            materializer=RestrictedMaterializer, na_action="raise")
+    return matrices.lhs.iloc[:, 0], matrices.rhs[_legacy_order(matrices)]
 
 
 def _dependent(frame: pd.DataFrame, name: str,
@@ -108,7 +170,7 @@ def _dependent(frame: pd.DataFrame, name: str,
 def prepare(table: pd.DataFrame, spec: RegressionSpec,
             experiment: Experiment) -> tuple[pd.DataFrame, list[str]] | str:
     """Complete-case rows a fit reads and the dependent's outcome labels, or why there are none."""
-    dependent, names = variables(spec)
+    dependent, names = variables(spec, experiment)
     frame = table[sorted(names | {"participant_id"})].dropna().copy()
     if frame.empty:
         return "no complete rows for the formula's variables"
@@ -129,11 +191,11 @@ def prepare(table: pd.DataFrame, spec: RegressionSpec,
     return frame, coded[1]
 
 
-def _coefficients(result: object, spec: RegressionSpec, outcomes: list[str]) -> pd.DataFrame:
+def _coefficients(result: object, spec: RegressionSpec, dependent: str,
+                  outcomes: list[str]) -> pd.DataFrame:
     params, bse, pvalues = result.params, result.bse, result.pvalues
     if spec.family == "mnlogit":
         # Columns are positional: column j is outcome j + 1 against outcome 0 (the reference).
-        dependent = variables(spec)[0]
         index = [f"{term}[{dependent}={outcomes[j + 1]}]"
                  for j in range(params.shape[1]) for term in params.index]
         params, bse, pvalues = (pd.Series(np.asarray(x).T.ravel(), index=index)
@@ -159,7 +221,11 @@ def _problem(caught: list[warnings.WarningMessage], result: object) -> str | Non
 
 
 def fit(table: pd.DataFrame, spec: RegressionSpec, experiment: Experiment) -> Fit:
-    """Fit one regression on a participant-round table; never raises on estimation problems."""
+    """Fit one regression on a participant-round table; never raises on estimation problems.
+
+    Raises AnalysisInputError when the formula is outside the grammar: it is checked again here,
+    right before anything is evaluated, whoever built `spec`."""
+    formula = checked(spec, experiment)
     prepared = prepare(table, spec, experiment)
     if isinstance(prepared, str):
         return unfit(prepared)
@@ -169,7 +235,8 @@ def fit(table: pd.DataFrame, spec: RegressionSpec, experiment: Experiment) -> Fi
     if participants < 2:
         return unfit("fewer than 2 participants", n, participants)
     try:
-        model = FAMILIES[spec.family](spec.formula, frame)
+        endog, exog_frame = design(formula, frame)
+        model = FAMILIES[spec.family](endog, exog_frame)
         exog = np.asarray(model.exog, float)
         if n <= exog.shape[1]:
             return unfit(f"{n} rows for {exog.shape[1]} coefficients", n, participants)
@@ -186,7 +253,7 @@ def fit(table: pd.DataFrame, spec: RegressionSpec, experiment: Experiment) -> Fi
     problem = _problem(caught, result)
     if problem is not None:
         return unfit(problem, n, participants)
-    return Fit(_coefficients(result, spec, outcomes), n, participants)
+    return Fit(_coefficients(result, spec, formula.dependent, outcomes), n, participants)
 
 
 def rescale(fit_: Fit, factor: float) -> Fit:

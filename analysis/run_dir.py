@@ -50,8 +50,14 @@ class RunInputs:
     def synthetic_reference(self) -> bool:
         """Whether the reference is a synthetic stand-in rather than human data."""
         notes = (self.experiment.reference_note, self.human_note,
-                 str(self.manifest.get("human_data", {}).get("note") or ""))
+                 str(_human_data(self.manifest).get("note") or ""))
         return any(SYNTHETIC_MARK in note.upper() for note in notes)
+
+
+def _human_data(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's `human_data` record; {} for a marginal population's run (null there)."""
+    record = manifest.get("human_data")
+    return record if isinstance(record, dict) else {}
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -111,7 +117,7 @@ def human_path(run_dir: Path, manifest: dict[str, Any], experiment: Experiment,
     """The human data file: `override`, else the manifest's, else the scenario's population."""
     if override is not None:
         return Path(override)
-    recorded = (manifest.get("human_data") or {}).get("path")
+    recorded = _human_data(manifest).get("path")
     scenario_file = Path(str(manifest["scenario"].get("path") or run_dir))
     candidates = [Path(recorded)] if recorded else []
     if recorded and not Path(recorded).is_absolute():

@@ -20,6 +20,9 @@ import numpy as np
 
 from agents.pilot import PilotExample, PilotSplit, Sampling, pilot_examples, split_pilot
 from agents.population import STREAM_TRAINING, build_population
+from engine.finetune_settings import TrainingSettings, device_problems
+from engine.lock import LOCK_FILE, hold_directory
+from engine.paths import check_output_path
 from engine.policies import TRAINING_RECORD, require_persona_without_demographics
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
@@ -29,40 +32,6 @@ if TYPE_CHECKING:  # torch and transformers load when training starts, not when 
 
     from engine.backends.transformers_backend import TransformersBackend
     from engine.runner import Progress
-
-# Every linear layer of a Llama block: a random-weight tiny model learns little through q/v alone.
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """LoRA and optimiser settings (defaults suit builtin:tiny on a CPU; see README for 8B)."""
-
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = DEFAULT_TARGETS
-    learning_rate: float = 3e-3
-    epochs: int = 3
-    batch_size: int = 16
-    loss: str = "options"
-    device: str = "cpu"
-    dtype: str = "float32"
-
-    def problems(self) -> list[Problem]:
-        """Settings no training can use, as command-line problems."""
-        checks = [("--rank", self.rank >= 1), ("--alpha", self.alpha > 0),
-                  ("--dropout", 0 <= self.dropout < 1), ("--lr", self.learning_rate > 0),
-                  ("--epochs", self.epochs >= 1), ("--batch-size", self.batch_size >= 1),
-                  ("--target-modules", bool(self.target_modules)),
-                  ("--loss", self.loss in ("token", "options"))]
-        return [Problem("finetune", None, name, f"invalid value {self._value(name)!r}")
-                for name, ok in checks if not ok]
-
-    def _value(self, option: str) -> Any:
-        names = {"--lr": "learning_rate", "--batch-size": "batch_size"}
-        return getattr(self, names.get(option, option[2:].replace("-", "_")))
-
 
 @dataclass(frozen=True)
 class TrainingSequence:
@@ -103,17 +72,38 @@ def finetune(loaded: LoadedScenario, *, pilot: float | int, sampling: Sampling, 
     seed = loaded.scenario.seed if seed is None else seed
     if settings.problems():
         raise InputError(settings.problems())
+    if device_problems(settings.device):  # before the pilot is built and the model loads
+        raise InputError(device_problems(settings.device))
     if loaded.human is None:
         raise InputError([Problem(str(loaded.path), None, "population", "finetuning needs human "
                                   "rows: use population source 'twins' with a data file")])
-    if out.exists() and any(out.iterdir()):
-        raise InputError([Problem(str(out), None, "--out", "the adapter directory exists and is "
-                                  "not empty; choose another")])
+    check_output_path(out, "--out")  # a file, or a parent that is one, fails here, not at save
+    _refuse_non_empty(out)
     if no_demographics:
         require_persona_without_demographics(loaded)
     split = split_pilot(loaded, pilot, sampling, seed)
     examples = pilot_examples(loaded, build_population(loaded, None, seed, split.pilot),
                               show_demographics=not no_demographics)
+    # One writer per adapter directory until its training.json is written (engine/lock.py); a
+    # directory this made is removed again if training fails.
+    with hold_directory(out, purpose="finetune", field="--out",
+                        advice="wait for it or choose another --out"):
+        _refuse_non_empty(out)  # again, now that no one else can write it
+        return _train_and_save(loaded, out, split, examples, seed, no_demographics, settings,
+                               progress)
+
+
+def _refuse_non_empty(out: Path) -> None:
+    """An adapter directory is new or empty (a stale lock file of a killed finetune aside)."""
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise InputError([Problem(str(out), None, "--out", "the adapter directory exists and is "
+                                  "not empty; choose another")])
+
+
+def _train_and_save(loaded: LoadedScenario, out: Path, split: PilotSplit,
+                    examples: list[PilotExample], seed: int, no_demographics: bool,
+                    settings: TrainingSettings, progress: Progress | None) -> FinetuneResult:
+    """Load the base model, train the adapter, save it and its training.json into `out`."""
     # Only now load torch and transformers: every input error above is reported in a second.
     from engine.backends.transformers_backend import TransformersBackend
     from engine.runner import model_directory

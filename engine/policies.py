@@ -2,8 +2,10 @@
 
 A run names its policies (`--policies base,ft10` from the scenario's `policies:` block, or
 `ft10=ADAPTER_DIR` straight from the command line). Each adapter is checked here: it must be a
-peft adapter directory and, when `finetune` made it, trained on the very weights the scenario's
-model has. `training.json` (written by `finetune`) also says which twins were its pilot and holdout.
+peft adapter directory with whole files, and its `training.json` (written by `finetune`) must
+name the very weights the scenario's model has (an adapter without one is refused: peft would
+load it onto any model of the same shape). The record also says which twins were its pilot and
+holdout.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.checks import demographics_in_persona
-from scenarios.errors import InputError, Problem
+from scenarios.errors import InputError, Problem, shown
 from scenarios.loader import LoadedScenario
 
 BASE = "base"
@@ -107,19 +109,53 @@ def adapter_policy(name: str, directory: Path, demographics: bool | None,
         raise InputError([Problem(str(directory), None, f"policy {name}", "not a peft adapter "
                                   f"directory (expected {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS[0]}; "
                                   "make one with `run.py finetune`)")])
-    training = None
-    if (directory / TRAINING_RECORD).is_file():
-        training = read_training_record(directory / TRAINING_RECORD)
-        trained_on = (training.get("base_model") or {}).get("weights_sha256")
-        if trained_on != weights_sha256:
-            raise InputError([Problem(str(directory / TRAINING_RECORD), None, "base_model",
-                                      f"policy {name}: the adapter was trained on other base "
-                                      f"weights ({_short(trained_on)}, "
-                                      f"{(training.get('base_model') or {}).get('name')}) than this "
-                                      f"scenario's model has ({_short(weights_sha256)})")])
-        if demographics is None:
-            demographics = not training.get("no_demographics", False)
+    check_adapter_files(name, directory)
+    if not (directory / TRAINING_RECORD).is_file():
+        # Without the record nothing says which base weights the adapter was trained on, and
+        # peft loads an adapter onto any model of the same shape (another checkpoint, another
+        # builtin version) without a word: refused, unless the user vouches for it in a record.
+        raise InputError([Problem(str(directory), None, f"policy {name}", f"no {TRAINING_RECORD}: "
+                                  "nothing records which base weights this adapter was trained on "
+                                  "(`run.py finetune` writes it). To vouch for an adapter trained "
+                                  f"elsewhere on this scenario's very model, write {{\"base_model\": "
+                                  f"{{\"weights_sha256\": \"{weights_sha256}\"}}, \"holdout_ids\": []}} "
+                                  f"to {directory / TRAINING_RECORD}")])
+    training = read_training_record(directory / TRAINING_RECORD)
+    base_model = training.get("base_model")
+    trained_on = base_model.get("weights_sha256") if isinstance(base_model, dict) else None
+    if trained_on != weights_sha256:
+        named = base_model.get("name") if isinstance(base_model, dict) else None
+        raise InputError([Problem(str(directory / TRAINING_RECORD), None, "base_model",
+                                  f"policy {name}: the adapter was trained on other base "
+                                  f"weights ({_short(trained_on)}, {shown(named)}) than this "
+                                  f"scenario's model has ({_short(weights_sha256)})")])
+    if demographics is None:
+        demographics = not training.get("no_demographics", False)
     return Policy(name, directory, demographics is not False, adapter_digest(directory), training)
+
+
+def check_adapter_files(name: str, directory: Path) -> None:
+    """The adapter's config is a JSON object and its safetensors weights are whole (a truncated
+    or damaged file is refused here, naming it, not deep inside peft when the model loads)."""
+    config = directory / ADAPTER_CONFIG
+    try:
+        loaded = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(str(config), None, f"policy {name}",
+                                  f"not valid JSON ({exc})")]) from None
+    if not isinstance(loaded, dict):
+        raise InputError([Problem(str(config), None, f"policy {name}", "expected a JSON object")])
+    weights = directory / ADAPTER_WEIGHTS[0]
+    if weights.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:  # reads the header and checks it covers the whole file; loads no tensor
+            with safe_open(str(weights), framework="numpy") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            raise InputError([Problem(str(weights), None, f"policy {name}", "not a whole "
+                                      f"safetensors file ({exc}); was it truncated? copy the "
+                                      "adapter again or train it again")]) from None
 
 
 def require_persona_without_demographics(loaded: LoadedScenario) -> None:

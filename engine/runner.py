@@ -8,27 +8,31 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.conversation import ANSWER_INSTRUCTION
 from agents.population import build_population
 from engine.backends import Backend, create_backend
 from engine.backends.base import BackendError
-from engine.backends.transformers_backend import weights_digest
 from engine.batcher import Batcher
 from engine.cache import CACHE_FILE, CACHE_FILES, CachedBackend, ResponseCache
-from engine.model import SurveyModel
+from engine.lock import LOCK_FILE, hold_directory, read_holder
 from engine.policies import BASE, Policy, TwinChoice, resolve_policies
-from engine.store import MANIFEST, RESPONSES, RunStore, read_manifest
-from engine.tiny_model import ensure_builtin, is_builtin
+from engine.store import MANIFEST, PARTS, STARTING, TRANSCRIPTS, RunStore, read_manifest, table_damage
 from scenarios.checks import backend_option_problems
-from scenarios.errors import InputError, Problem
+from scenarios.errors import InputError, Problem, shown
 from scenarios.loader import LoadedScenario
-from scenarios.schema import BACKEND_OPTIONS
+from scenarios.schema import BACKEND_OPTIONS, BUILTIN_MODELS, BUILTIN_PREFIX, SEED_LIMIT
+
+# torch, transformers (engine.backends.transformers_backend, engine.tiny_model) and mesa
+# (engine.model, engine.context_check) are imported where they are used, not here: `run` checks
+# its whole command line, the scenario and the data in about a second, before any of them loads.
 
 PACKAGES = ("survey-twins", "torch", "transformers", "tokenizers", "peft", "mesa", "numpy",
             "pandas", "pyarrow", "scipy", "statsmodels", "pydantic", "jinja2", "pyyaml")
@@ -49,12 +53,15 @@ class RunResult:
     cache_misses: int = 0
     resumed: bool = False
     already_complete: bool = False
+    rebuilt: str | None = None  # a complete run's damaged tables, rebuilt from its cache: why
 
 
 def model_directory(loaded: LoadedScenario) -> Path:
     """The local model directory a scenario's `model:` names (embedded models are built)."""
     model = loaded.scenario.model
-    if is_builtin(model):
+    if model.startswith(BUILTIN_PREFIX):
+        from engine.tiny_model import ensure_builtin
+
         try:
             return ensure_builtin(model)
         except ValueError as exc:
@@ -89,6 +96,8 @@ def scenario_policies(loaded: LoadedScenario, names: str | None) -> list[Policy]
     """The policies `--policies` names ('base' when none), adapters checked against the model."""
     if (names is None or names.strip() == BASE) and BASE not in loaded.scenario.policies:
         return [Policy(BASE)]  # no adapter to check: skip hashing the weights here
+    from engine.backends.transformers_backend import weights_digest
+
     return resolve_policies(loaded, names, weights_digest(model_directory(loaded)))
 
 
@@ -113,11 +122,42 @@ def run_scenario(loaded: LoadedScenario, *, participants: int | None = None,
     kind = backend_kind or loaded.scenario.backend
     options = resolved_backend_options(loaded, kind, backend_options)
     fingerprint = run_fingerprint(loaded, seed, specs, policies, twins)
-    previous = previous_run(run_dir, fingerprint)
-    if (previous is not None and previous.get("status") == "complete" and not fresh
-            and not previous.get("invalid_answers")  # invalid answers are asked again
-            and (run_dir / RESPONSES).is_file()):
-        return RunResult(run_dir, len(specs), 0.0, 0, already_complete=True)
+    # Every prompt must fit the model's context: refused here, before anything is written.
+    from engine.context_check import check_context  # mesa: imported once the command line passed
+
+    check_context(loaded, specs, policies, seed,
+                  model_directory(loaded) if backend is None else getattr(backend, "model_dir", None),
+                  options, getattr(backend, "chat", None))
+    # One writer per run directory, from its first read to its finish (engine/lock.py).
+    with hold_directory(run_dir, purpose="run", field="--out",
+                        advice="wait for it or choose another --out"):
+        previous = previous_run(run_dir, fingerprint)
+        damage = None
+        if (previous is not None and previous.get("status") == "complete" and not fresh
+                and not previous.get("invalid_answers")):  # invalid answers are asked again
+            damage = table_damage(run_dir, previous)
+            if damage is None:
+                return RunResult(run_dir, len(specs), 0.0, 0, already_complete=True)
+        store = RunStore(run_dir)
+        if previous is None:  # recorded before the model loads: --resume continues a kill there
+            store.begin(starting_manifest(loaded, seed, len(specs), run_dir, request or {},
+                                          fingerprint))
+        try:
+            result = _run_locked(loaded, specs, seed, run_dir, backend, progress, policies,
+                                 twins, kind, options, fingerprint, previous, fresh, request)
+        except BaseException:
+            if previous is None:
+                store.abandon()  # a run that failed to start leaves nothing behind
+            raise
+        return replace(result, rebuilt=damage)
+
+
+def _run_locked(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path,
+                backend: Backend | None, progress: Progress | None, policies: list[Policy],
+                twins: TwinChoice | None, kind: str, options: dict[str, Any],
+                fingerprint: dict[str, Any], previous: dict[str, Any] | None, fresh: bool,
+                request: dict[str, Any] | None) -> RunResult:
+    """The run with its directory's lock held: backend, response cache, simulation, finish."""
     owned = backend is None
     if backend is None:
         adapters = {p.name: p.adapter for p in policies}
@@ -150,6 +190,8 @@ def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path
               fingerprint: dict[str, Any], previous: dict[str, Any] | None,
               request: dict[str, Any]) -> RunResult:
     batcher = Batcher(backend)
+    from engine.model import SurveyModel
+
     model = SurveyModel(loaded.scenario, specs, batcher, seed, policies)
     store = RunStore(run_dir)
     manifest = build_manifest(loaded, backend, seed, len(specs), run_dir)
@@ -229,6 +271,15 @@ def resume_request(run_dir: Path) -> dict[str, Any]:
     """What the command that started a run asked for (participants, seed, policies, twins,
     backend and its options), so `--resume RUN_DIR` needs no other argument."""
     manifest = read_manifest(run_dir)
+    if manifest is None and run_dir.is_dir() and any(run_dir.iterdir()) and holds_no_run(run_dir):
+        # Killed before its first manifest: what it was asked is not recorded, so say how to
+        # start it again (its cached answers are kept).
+        holder = read_holder(run_dir)
+        command = f" ({shown(holder.command, 300)})" if holder and holder.command else ""
+        raise InputError([Problem(str(run_dir), None, "--resume", f"this run stopped before it "
+                                  f"recorded what it was asked (no {MANIFEST}); start it again "
+                                  f"with the command that started it{command}, keeping --out "
+                                  f"{run_dir}: the answers it cached are kept")])
     if manifest is None:
         raise InputError([Problem(str(run_dir), None, "--resume", "not a run directory "
                                   f"(no {MANIFEST}); give the directory a run printed")])
@@ -236,7 +287,44 @@ def resume_request(run_dir: Path) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise InputError([Problem(str(run_dir / MANIFEST), None, "request", "this run was made "
                                   "by an older version and cannot be continued")])
-    return request
+    try:  # a shared run directory is input: every recorded value is checked before it is used
+        return RunRequest.model_validate(request).model_dump()
+    except ValidationError as exc:
+        raise InputError([Problem(str(run_dir / MANIFEST), None,
+                                  ".".join(["request", *map(str, e["loc"])]),
+                                  f"{e['msg']} (got {_brief(e.get('input'))}); the manifest was "
+                                  "edited or damaged")
+                          for e in exc.errors()]) from None
+
+
+class RunRequest(BaseModel):
+    """What a run's command line asked for, as its manifest records it (`request`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)  # fields of newer versions pass
+
+    participants: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    policies: str | None = None
+    twins: str | None = None
+    backend: Literal["transformers", "vllm", "openai"] | None = None
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+
+def check_run(loaded: LoadedScenario, *, participants: int | None, seed: int | None,
+              twins: TwinChoice | None, backend_kind: str | None,
+              backend_options: dict[str, Any] | None) -> None:
+    """Every check of a run that needs no model, so a bad command line, model path or backend
+    option is refused in about a second, before torch or the model loads."""
+    model = loaded.scenario.model
+    if model.startswith(BUILTIN_PREFIX):
+        if model not in BUILTIN_MODELS:
+            raise InputError([Problem(str(loaded.path), None, "model", f"unknown embedded model "
+                                      f"'{shown(model)}'; available: {', '.join(BUILTIN_MODELS)}")])
+    else:
+        model_directory(loaded)  # a local directory: checked for config.json, nothing loaded
+    build_population(loaded, participants, loaded.scenario.seed if seed is None else seed,
+                     None if twins is None else twins.ids)
+    resolved_backend_options(loaded, backend_kind or loaded.scenario.backend, backend_options)
 
 
 def run_fingerprint(loaded: LoadedScenario, seed: int, specs: list[Any], policies: list[Policy],
@@ -254,12 +342,14 @@ def previous_run(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] |
     """The manifest of the run already in `run_dir` (None: a new run), checked to be this run."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError([Problem(str(run_dir), None, "--out", "is a file, not a directory")])
-    if not run_dir.exists() or {p.name for p in run_dir.iterdir()} <= CACHE_FILES:
+    if not run_dir.exists() or holds_no_run(run_dir):
         return None  # new, or stopped before its manifest: its cache answers are still good
     manifest = read_manifest(run_dir)
     if manifest is None:
         raise InputError([Problem(str(run_dir), None, "--out", "the directory exists, is not "
                                   "empty and holds no run (no manifest.json); choose another")])
+    if manifest.get("status") == STARTING:
+        return None  # stopped while its backend started: nothing computed, its cache is still good
     where = str(run_dir / MANIFEST)
     recorded = manifest.get("fingerprint")
     if not isinstance(recorded, dict):
@@ -272,7 +362,39 @@ def previous_run(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] |
         problems.append(Problem(where, None, "--out", "a run directory continues only the same "
                                 "run (scenario file, seed, participants, policies); choose another"))
         raise InputError(problems)
+    sessions = manifest.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
+        # list() of a string would explode it into characters, each kept as a "session"
+        raise InputError([Problem(where, None, "sessions", "expected a list of session records, "
+                                  f"got {_brief(sessions)}; the manifest was edited or damaged")])
     return manifest
+
+
+# What a directory may hold before its run's first manifest: the response cache, a lock file, an
+# interrupted manifest write, and (from versions that made them first) empty tables.
+BEFORE_MANIFEST = CACHE_FILES | {LOCK_FILE, PARTS, TRANSCRIPTS, f".{MANIFEST}.tmp"}
+
+
+def holds_no_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds only what a run writes before its first manifest (no answer row,
+    no transcript line): a new run may start there, keeping the answers its cache holds."""
+    if not {p.name for p in run_dir.iterdir()} <= BEFORE_MANIFEST:
+        return False
+    parts, transcripts = run_dir / PARTS, run_dir / TRANSCRIPTS
+    if parts.exists() and (not parts.is_dir() or any(parts.iterdir())):
+        return False
+    return not transcripts.exists() or (transcripts.is_file() and transcripts.stat().st_size == 0)
+
+
+def starting_manifest(loaded: LoadedScenario, seed: int, n: int, run_dir: Path,
+                      request: dict[str, Any], fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The first manifest, written before the backend starts: what was asked, so a run killed
+    while its model loads can be continued with --resume."""
+    return {"run_id": run_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seed": seed, "participants": n,
+            "scenario": {"path": str(loaded.path.resolve()), "sha256": loaded.sha256,
+                         "name": loaded.scenario.name},
+            "request": request, "fingerprint": fingerprint}
 
 
 def _brief(value: Any) -> str:
@@ -298,7 +420,7 @@ def build_manifest(loaded: LoadedScenario, backend: Backend, seed: int, n: int,
         "human_data": None if human is None else {
             "path": str(human.path.resolve()), "rows": len(human.table), "note": human.note,
             "sha256": hashlib.sha256(human.path.read_bytes()).hexdigest()},
-        "model": {"name": s.model, "builtin_not_pretrained": is_builtin(s.model),
+        "model": {"name": s.model, "builtin_not_pretrained": s.model.startswith(BUILTIN_PREFIX),
                   **backend.identity()},
         "prompts": {"persona": s.persona, "persona_without_demographics": s.persona_without_demographics,
                     "instructions": s.instructions, "stimulus": s.stimulus,

@@ -6,6 +6,7 @@ lines), so a crash or kill loses no completed answer; `finish` joins the parts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,10 +14,13 @@ from typing import Any
 
 import pandas as pd
 
+from engine.lock import LOCK_FILE
+
 MANIFEST = "manifest.json"
 RESPONSES = "responses.parquet"
 TRANSCRIPTS = "transcripts.jsonl"
 PARTS = "parts"
+STARTING = "starting"
 
 
 class RunStore:
@@ -26,11 +30,30 @@ class RunStore:
         self.run_dir = run_dir
         self.parts = run_dir / PARTS
 
+    def begin(self, manifest: dict[str, Any]) -> None:
+        """Record a new run before its backend starts (status 'starting'): a run killed while its
+        model loads leaves a directory that --resume can continue and --out accepts."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.write_manifest({**manifest, "status": STARTING})
+
+    def abandon(self) -> None:
+        """Remove the 'starting' manifest of a run that failed before it wrote anything else."""
+        manifest = self.run_dir / MANIFEST
+        try:
+            status = json.loads(manifest.read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            return
+        if status == STARTING and {p.name for p in self.run_dir.iterdir()} <= {MANIFEST, LOCK_FILE}:
+            manifest.unlink()
+
     def start(self, manifest: dict[str, Any]) -> None:
-        """Create the run directory and write the manifest (status 'running')."""
-        self.parts.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / TRANSCRIPTS).touch()
-        self.write_manifest({**manifest, "status": "running"})
+        """Write the manifest (status 'running'), then the empty tables."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.write_manifest({**manifest, "status": "running"})  # first: a directory with tables
+        self.parts.mkdir(exist_ok=True)                          # always has a manifest
+        with (self.run_dir / TRANSCRIPTS).open("w", encoding="utf-8") as handle:
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def restart(self, manifest: dict[str, Any]) -> None:
         """Continue an unfinished run: its steps are replayed (answers come from the response
@@ -70,10 +93,15 @@ class RunStore:
         tmp = self.run_dir / f".{RESPONSES}.tmp"
         table.to_parquet(tmp, index=False)
         _fsync_file(tmp)
+        tables = {RESPONSES: {"rows": len(table), "sha256": _sha256(tmp)},
+                  TRANSCRIPTS: {"lines": _line_count(self.run_dir / TRANSCRIPTS),
+                                "sha256": _sha256(self.run_dir / TRANSCRIPTS)}}
         tmp.replace(self.run_dir / RESPONSES)
         for part in parts:
             part.unlink()
         self.parts.rmdir()
+        # What "complete" promises, so a rerun can check the tables before calling it complete.
+        manifest["tables"] = tables
         self.write_manifest({**manifest, "status": "complete"})
         return self.run_dir
 
@@ -92,6 +120,51 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(manifest, dict):
         raise InputError([Problem(str(path), None, "", "expected a JSON object")])
     return manifest
+
+
+def table_damage(run_dir: Path, manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a complete run's tables (None: they are the ones its finish wrote).
+
+    responses.parquet must be readable by pyarrow and transcripts.jsonl present; a run that
+    recorded its tables at finish must still have their row count, line count and SHA-256."""
+    import pyarrow.parquet as pq
+
+    responses, transcripts = run_dir / RESPONSES, run_dir / TRANSCRIPTS
+    recorded = manifest.get("tables") if isinstance(manifest.get("tables"), dict) else {}
+    if not responses.is_file():
+        return f"{RESPONSES} is missing"
+    try:
+        rows = pq.read_table(responses).num_rows
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        from scenarios.errors import shown
+
+        return f"{RESPONSES} is not readable: {shown(exc, 120)}"
+    if not transcripts.is_file():
+        return f"{TRANSCRIPTS} is missing"
+    want = recorded.get(RESPONSES) or {}
+    if "rows" in want and rows != want["rows"]:
+        return f"{RESPONSES} has {rows} rows, the run wrote {want['rows']}"
+    if "sha256" in want and _sha256(responses) != want["sha256"]:
+        return f"{RESPONSES} is not the file the run wrote (its SHA-256 differs)"
+    want = recorded.get(TRANSCRIPTS) or {}
+    if "lines" in want and (lines := _line_count(transcripts)) != want["lines"]:
+        return f"{TRANSCRIPTS} has {lines} lines, the run wrote {want['lines']}"
+    if "sha256" in want and _sha256(transcripts) != want["sha256"]:
+        return f"{TRANSCRIPTS} is not the file the run wrote (its SHA-256 differs)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _line_count(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
 
 def _fsync_file(path: Path) -> None:

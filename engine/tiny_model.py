@@ -18,10 +18,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from scenarios.schema import BUILTIN_MODELS, BUILTIN_PREFIX
+
 hf_logging.disable_progress_bar()  # rich draws the only progress bar
 
-BUILTIN_PREFIX = "builtin:"
-TINY_NAME = "builtin:tiny"
+TINY_NAME = BUILTIN_MODELS[0]  # the names live in scenarios, so `validate` knows them
 TINY_VERSION = "v1"
 TINY_SEED = 1234
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from formulaic import Formula
-from formulaic.errors import FormulaSyntaxError
-
-from scenarios.errors import InputError, Problem
+from analysis.formula import FormulaError, check_formula
+from scenarios.errors import InputError, Problem, printable, shown
 from scenarios.human_data import HumanData, read_human_data
-from scenarios.schema import BACKEND_OPTIONS, Scenario
+from scenarios.schema import BACKEND_OPTIONS, BUILTIN_MODELS, BUILTIN_PREFIX, Scenario
 from scenarios.templates import problems as template_problems
 from scenarios.templates import variables as template_reads
 
 if TYPE_CHECKING:
     from scenarios.loader import LoadedScenario, YamlLocator
 
-FORMULA_FUNCTIONS = frozenset({"C", "I", "Q", "np", "log", "exp", "center", "scale", "Treatment"})
 MAX_VALUE_PROBLEMS = 10
+MAX_LISTED_COLUMNS = 30
+# What a peft adapter directory holds (engine.policies checks the same when a run starts).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def template_variables(scenario: Scenario) -> dict[str, dict[str, Any]]:
@@ -54,19 +56,58 @@ def check_scenario(
         return Problem(file, locator.line(loc), field_name(loc), message)
 
     problems = list(_ids(s, at)) + list(_references(s, at)) + list(_templates(s, at))
-    problems += list(_policies(s, at))
+    problems += list(_policies(s, at)) + list(_model_files(loaded, at))
     problems += [at(("backend_options", *loc), message)
                  for loc, message in backend_option_problems(s.backend, s.backend_options)]
     human = None
     if s.population.source == "twins" and s.population.data:
+        data = loaded.resolve(s.population.data)
         try:
-            human = read_human_data(loaded.resolve(s.population.data))
+            human = read_human_data(data, text_columns(s))
         except InputError as exc:
-            problems.append(at(("population", "data"), exc.problems[0].message
-                               + f" ({loaded.resolve(s.population.data)})"))
+            # A problem inside the file names its line there; one about the file itself (missing,
+            # a directory) is reported at the scenario's `data:` line.
+            problems += [p if p.line else at(("population", "data"), f"{p.message} ({data})")
+                         for p in exc.problems]
         else:
             problems += list(_data_columns(s, human, at))
     return human, problems
+
+
+def text_columns(s: Scenario) -> list[str]:
+    """Data columns compared as text (ids, recorded conditions, answers): read byte-exact."""
+    columns = [s.population.id_column] if s.population.id_column else []
+    columns += [f.column for f in s.conditions.values() if f.column]
+    columns += [q.column_for(r.id) or "" for q in s.questions if q.human_column for r in s.rounds]
+    return list(dict.fromkeys(columns))
+
+
+def _model_files(loaded: LoadedScenario, at: Any) -> Iterator[Problem]:
+    """The model and each policy's adapter must be there now, not only when a run loads them
+    (only names and files are checked: nothing is loaded or hashed)."""
+    s = loaded.scenario
+    if s.model.startswith(BUILTIN_PREFIX):
+        if s.model not in BUILTIN_MODELS:
+            yield at(("model",), f"unknown built-in model '{shown(s.model)}'; built-in: "
+                     + ", ".join(BUILTIN_MODELS) + ", or give a local Hugging Face model directory")
+    else:
+        path = loaded.resolve(str(Path(s.model).expanduser()))
+        if not (path / "config.json").is_file():
+            yield at(("model",), f"'{shown(s.model)}' is neither a built-in model ("
+                     + ", ".join(BUILTIN_MODELS) + ") nor a local Hugging Face model directory "
+                     f"(no config.json in {path})")
+    for name, policy in s.policies.items():
+        if policy.adapter is None or name == "base":  # an adapter on base is refused in _policies
+            continue
+        path = loaded.resolve(str(Path(policy.adapter).expanduser()))
+        if not path.is_dir():
+            yield at(("policies", name, "adapter"), f"adapter directory {path} does not exist; "
+                     "make one with `run.py finetune`")
+        elif not (path / ADAPTER_CONFIG).is_file() or not any(
+                (path / w).is_file() for w in ADAPTER_WEIGHTS):
+            yield at(("policies", name, "adapter"), f"{path} is not a peft adapter directory "
+                     f"(expected {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS[0]}; make one with "
+                     "`run.py finetune`)")
 
 
 def _ids(s: Scenario, at: Any) -> Iterator[Problem]:
@@ -130,15 +171,11 @@ def _analysis_references(s: Scenario, at: Any, options: dict[str, set[str]]) -> 
                          f"'{value}' is not an answer of '{ind.question}'")
     known = set(options) | set(s.analysis.indicators) | set(s.conditions) | people | {"round"}
     for ri, reg in enumerate(s.analysis.regressions):
+        # analysis.formula owns the grammar: scoring checks the manifest's copy the same way
         try:
-            needed = Formula(reg.formula).required_variables
-        except (FormulaSyntaxError, ValueError) as exc:
-            yield at(("analysis", "regressions", ri, "formula"), f"formula does not parse: {exc}")
-            continue
-        names = {v for v in needed if v.isidentifier()} - FORMULA_FUNCTIONS
-        for name in sorted(names - known):
-            yield at(("analysis", "regressions", ri, "formula"),
-                     f"formula names unknown variable '{name}'; known: " + ", ".join(sorted(known)))
+            check_formula(reg.formula, known)
+        except FormulaError as exc:
+            yield at(("analysis", "regressions", ri, "formula"), printable(str(exc)))
 
 
 def _templates(s: Scenario, at: Any) -> Iterator[Problem]:
@@ -207,25 +244,48 @@ def backend_option_problems(kind: str, options: dict[str, Any]) -> list[tuple[tu
 def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
     columns = set(human.table.columns)
     file = str(human.path)
+    pop = s.population
+    needed = [c for c in [pop.id_column, *pop.demographics.values(), *text_columns(s)] if c]
+    if needed and not columns & set(needed):
+        # Not this scenario's data (another CSV, or any file at all: the path may point anywhere):
+        # its header is not quoted back, since it may be a line of a file that is no CSV.
+        yield at(("population", "data"), f"{file} has none of the columns this scenario reads "
+                 f"(e.g. {', '.join(needed[:4])}); is it the scenario's data CSV?")
+        return
+    if human.table.empty:
+        yield at(("population", "data"), f"{file} has a header but no data rows: there is no one "
+                 "to simulate twins of")
+        return
+    listed = ", ".join(shown(c) for c in human.table.columns[:MAX_LISTED_COLUMNS]) + (
+        f" and {len(columns) - MAX_LISTED_COLUMNS} more" if len(columns) > MAX_LISTED_COLUMNS else "")
 
     def missing(loc: tuple[Any, ...], column: str, role: str) -> Problem:
-        return at(loc, f"unknown column '{column}' ({role}) in {file}; its columns are: "
-                  + ", ".join(map(str, human.table.columns)))
+        return at(loc, f"unknown column '{shown(column)}' ({role}) in {file}; its columns are: "
+                  + listed)
 
-    pop = s.population
     if pop.id_column and pop.id_column not in columns:
         yield missing(("population", "id_column"), pop.id_column, "participant id")
-    elif pop.id_column and human.table[pop.id_column].duplicated().any():
-        yield at(("population", "id_column"), f"column '{pop.id_column}' has duplicate ids")
+    elif pop.id_column:
+        yield from _empty_cells(human, pop.id_column, "a participant id")
+        ids = human.table[pop.id_column]
+        for position in (ids.duplicated() & ids.notna()).to_numpy().nonzero()[0][:MAX_VALUE_PROBLEMS]:
+            yield Problem(file, human.file_line(int(position)), pop.id_column,
+                          f"duplicate participant id '{shown(ids.iloc[position])}'")
+    shown_people = set(demographics_in_persona(s))
     for name, column in pop.demographics.items():
         if column not in columns:
             yield missing(("population", "demographics", name), column, f"demographic {name}")
+        elif name in shown_people:
+            yield from _empty_cells(human, column, f"demographic '{name}', which the persona or "
+                                    "instructions show")
     for name, factor in s.conditions.items():
         if factor.column is None:
             yield at(("conditions", name), "twins keep their recorded condition: give 'column'")
         elif factor.column not in columns:
             yield missing(("conditions", name, "column"), factor.column, f"condition {name}")
         else:
+            yield from _empty_cells(human, factor.column, f"condition '{name}' (one of "
+                                    f"{', '.join(factor.levels)})")
             yield from _values(human, factor.column, set(factor.levels))
     for si, stage in enumerate(s.stages):
         for qi, q in enumerate(stage.questions):
@@ -238,8 +298,21 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
                     yield from _values(human, column, set(q.option_ids))
 
 
+def _empty_cells(human: HumanData, column: str, expected: str) -> Iterator[Problem]:
+    """Each empty cell of a column that every row needs (a twin's id, condition, shown demographic):
+    read as NaN, it would become the text 'nan' or 'None' in a prompt."""
+    empty = human.table[column].isna().to_numpy().nonzero()[0]
+    for count, position in enumerate(empty):
+        if count == MAX_VALUE_PROBLEMS:
+            yield Problem(str(human.path), None, column,
+                          f"... and {len(empty) - MAX_VALUE_PROBLEMS} more empty cells")
+            break
+        yield Problem(str(human.path), human.file_line(int(position)), column,
+                      f"empty cell; expected {expected}")
+
+
 def _values(human: HumanData, column: str, allowed: set[str]) -> Iterator[Problem]:
-    """Recorded values outside the declared levels/options (missing values are allowed)."""
+    """Recorded values outside the declared levels/options (missing values are checked apart)."""
     values = human.table[column]
     bad = values.notna() & ~values.astype(str).isin(allowed)
     for count, position in enumerate(bad.to_numpy().nonzero()[0]):
@@ -248,4 +321,5 @@ def _values(human: HumanData, column: str, allowed: set[str]) -> Iterator[Proble
                           f"... and {int(bad.sum()) - MAX_VALUE_PROBLEMS} more bad values")
             break
         yield Problem(str(human.path), human.file_line(int(position)), column,
-                      f"value '{values.iloc[position]}' is not one of: " + ", ".join(sorted(allowed)))
+                      f"value '{shown(values.iloc[position])}' is not one of: "
+                      + ", ".join(sorted(allowed)))

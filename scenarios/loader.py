@@ -13,8 +13,13 @@ from pydantic import BaseModel, ValidationError
 
 from scenarios.checks import check_scenario
 from scenarios.errors import InputError, Problem
-from scenarios.human_data import HumanData
+from scenarios.human_data import HumanData, utf8_text
 from scenarios.schema import Scenario
+
+FILE_LIMIT = 1 << 20  # bytes of a scenario file (the flagship is 6 KB)
+STRING_LIMIT = 64 * 1024  # characters of any one value (templates render at most this much too)
+NODE_LIMIT = 50_000  # YAML nodes, aliases expanded (the flagship has 252)
+DEPTH_LIMIT = 64  # levels of nesting (PyYAML composes recursively)
 
 
 @dataclass(frozen=True)
@@ -69,22 +74,31 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     """Read and validate a scenario file; raise InputError listing every problem found."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # one byte past the limit at most: never a huge read
+            raw = handle.read(FILE_LIMIT + 1)
     except OSError as exc:
         raise InputError([Problem(str(path), None, "", f"cannot read file: {exc.strerror}")]) from None
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    if len(raw) > FILE_LIMIT:
+        raise InputError([Problem(str(path), None, "", f"the file is larger than {FILE_LIMIT:,} "
+                                  "bytes (1 MiB), the limit for a scenario file")])
+    text = utf8_text(raw, str(path))  # a replaced byte would silently change the text
+    loader = LimitedLoader(text)
+    try:  # composed once, checked, then constructed from the same nodes
+        root = loader.get_single_node()
+        problems = _node_problems(path, root)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise InputError([Problem(str(path), line, "", f"not valid YAML: {reason}")]) from None
+    except TooLarge as exc:
+        raise InputError([Problem(str(path), exc.line, exc.field, str(exc))]) from None
+    finally:
+        loader.dispose()
     locator = YamlLocator(root)
     if not isinstance(data, dict):
         raise InputError([Problem(str(path), 1, "", "expected a mapping of sections at top level")])
-    problems = _duplicate_keys(path, root)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -99,22 +113,99 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     return LoadedScenario(scenario, path, loaded.sha256, human)
 
 
-def _duplicate_keys(path: Path, node: yaml.Node | None) -> list[Problem]:
-    """safe_load keeps the last of two equal keys silently; a scenario must not."""
+def _node_problems(path: Path, root: yaml.Node | None) -> list[Problem]:
+    """Keys that appear twice (safe_load keeps the last silently; a scenario must not) and text
+    longer than STRING_LIMIT. Each node is visited once: an alias is the very node object of its
+    anchor, so remembering visited ids never walks what an alias repeats."""
     found: list[Problem] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if key.value in seen:
-                found.append(
-                    Problem(str(path), key.start_mark.line + 1, key.value, "key appears twice")
-                )
-            seen.add(key.value)
-            found += _duplicate_keys(path, value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            found += _duplicate_keys(path, item)
-    return found
+    visited: set[int] = set()
+    pending: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())] if root is not None else []
+    while pending:  # a stack, not recursion: LimitedLoader already bounds the depth
+        node, loc = pending.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > STRING_LIMIT:
+            found.append(Problem(str(path), line, field_name(loc), f"text of {len(node.value):,} "
+                                 f"characters; a value may be at most {STRING_LIMIT:,} (64 KiB)"))
+        elif isinstance(node, yaml.SequenceNode):
+            pending += [(item, (*loc, i)) for i, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name is not None and name in seen:
+                    found.append(Problem(str(path), key.start_mark.line + 1, name,
+                                         "key appears twice"))
+                if name is not None:
+                    seen.add(name)
+                pending += [(key, loc), (value, (*loc, name if name is not None else "?"))]
+    return sorted(found, key=lambda p: p.line or 0)
+
+
+class TooLarge(Exception):
+    """A YAML document past a composing limit, with the line where the limit was crossed."""
+
+    def __init__(self, mark: yaml.Mark, loc: list[Any], message: str) -> None:
+        super().__init__(message)
+        self.line = mark.line + 1
+        self.field = field_name(tuple(loc))
+
+
+class LimitedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, counting nodes while it composes them, aliases expanded.
+
+    PyYAML has no limit on aliases: eight levels of ten aliases ('billion laughs') are 10^8
+    nodes to anything that walks the result, pydantic included. The composer returns the
+    anchor's own node for each alias, so the loader records how many nodes each composed node
+    stands for and adds that at each alias: an exact expanded count, in time linear in the file,
+    and composing stops as soon as it passes NODE_LIMIT (or DEPTH_LIMIT levels of nesting).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.expanded = 0  # nodes so far, each alias counted as the nodes it repeats
+        self.depth = 0
+        self.sizes: dict[int, int] = {}  # id(node) → nodes it stands for, aliases expanded
+        self.loc: list[Any] = []  # the field being composed, for messages
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Compose one node (PyYAML's own), counting it and what its aliases repeat."""
+        event = self.peek_event()
+        step = index.value if isinstance(index, yaml.ScalarNode) else index
+        self.loc += [step] if step is not None else []
+        try:
+            return self._compose(event, parent, index)
+        finally:
+            del self.loc[len(self.loc) - (step is not None):]
+
+    def _compose(self, event: yaml.Event, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if isinstance(event, yaml.AliasEvent):
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:
+                if id(anchored) not in self.sizes:
+                    raise TooLarge(event.start_mark, self.loc, f"alias *{event.anchor} refers to a node "
+                                   "that contains it; recursive aliases are not allowed")
+                self._count(self.sizes[id(anchored)], event.start_mark)
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > DEPTH_LIMIT:
+            raise TooLarge(event.start_mark, self.loc, f"nested more than {DEPTH_LIMIT} levels deep; a "
+                           "scenario file may nest at most that deep")
+        before = self.expanded
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        self._count(1, event.start_mark)
+        self.sizes[id(node)] = self.expanded - before
+        return node
+
+    def _count(self, nodes: int, mark: yaml.Mark) -> None:
+        self.expanded += nodes
+        if self.expanded > NODE_LIMIT:
+            raise TooLarge(mark, self.loc, f"the document has more than {NODE_LIMIT:,} nodes once its "
+                           f"aliases (*name) are expanded; a scenario file may have at most "
+                           f"{NODE_LIMIT:,}")
 
 
 def _pydantic_problem(path: Path, locator: YamlLocator, err: Any) -> Problem:

@@ -6,14 +6,24 @@ file, the data file or the templates live in `scenarios.checks`.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 QuestionType = Literal["single_choice", "likert", "yes_no", "probability_buckets"]
 ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
+
+# Models embedded in the package (`model: builtin:tiny`); engine.tiny_model builds them. Named here
+# so `validate` refuses an unknown one without importing the engine.
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = ("builtin:tiny",)
+
+# Run seeds: numpy's legacy seeding (np.random.seed, used by transformers' and vLLM's set_seed)
+# takes 0 <= seed < 2**32; numpy's Generator and torch.manual_seed take at least that range.
+SEED_LIMIT = 2**32
 
 
 class Strict(BaseModel):
@@ -88,9 +98,38 @@ class Question(Strict):
         """Option labels in presentation order."""
         return [o.label or "" for o in self.options or []]
 
+    @field_validator("human_column")
+    @classmethod
+    def _only_the_round_placeholder(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = column_template_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
     def column_for(self, round_id: int) -> str | None:
         """The human data column holding this question's answer in a given round."""
         return self.human_column.format(round=round_id) if self.human_column else None
+
+
+def column_template_problem(template: str) -> str | None:
+    """Why a `human_column` template is unusable (None: fine). It is a str.format template whose
+    only placeholder is `{round}` (with an optional format spec such as `{round:02d}`)."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:  # an unmatched brace
+        return f"not a column name template ({exc}); write a literal brace as '{{{{' or '}}}}'"
+    unknown = sorted({name or "{}" for name, _, _ in fields if name != "round"})
+    if unknown:
+        return (f"unknown placeholder(s) {', '.join(unknown)}; the only placeholder is {{round}} "
+                "(the round id), e.g. \"r{round}_attack\"")
+    # A short spec only ("02d"): a width such as {round:999999999} would build a gigabyte string.
+    bad_specs = sorted({spec for _, spec, _ in fields if not re.fullmatch(r"0?\d?d?", spec or "")})
+    if bad_specs:
+        return (f"format spec(s) {', '.join(bad_specs)} of {{round}} not supported; use none or a "
+                "zero-padded width such as {round:02d}")
+    return None
 
 
 class Stage(Strict):
@@ -250,16 +289,36 @@ class OpenAIOptions(Strict):
     timeout: float = Field(default=120.0, gt=0)
     max_invalid: int = Field(default=3, ge=1)
 
-    @model_validator(mode="after")
-    def _no_credentials_in_the_url(self) -> OpenAIOptions:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.base_url)
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("base_url holds credentials (user:password@); put the key in the "
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str) -> str:
+        problem = url_credentials(value)
+        if problem:  # the manifest records base_url and `run` prints it: no secret may be in it
+            raise ValueError(f"base_url holds credentials ({problem}); put the key in the "
                              "environment variable named by api_key_env, which is never written "
                              "down")
-        return self
+        return value
+
+
+# Query parameters that carry a secret (compared lower-case, '-' as '_'): api_key, key, token,
+# access_token, x-api-key, subscription-key, client_secret, password, auth, sig, signature, ...
+_SECRET_WORDS = ("key", "token", "secret", "passw", "auth", "signature", "credential")
+
+
+def url_credentials(url: str) -> str | None:
+    """Where a URL carries credentials (None: it does not): `user:password@` or a query or
+    fragment parameter named like a key or token. The value itself is never repeated."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return "user:password@"
+    for text in (parts.query, parts.fragment):
+        for name, _ in parse_qsl(text, keep_blank_values=True):
+            norm = name.strip().lower().replace("-", "_")
+            if norm in ("sig", "pwd", "pass") or any(word in norm for word in _SECRET_WORDS):
+                return f"a '{name}=' parameter"
+    return None
 
 
 BACKEND_OPTIONS: dict[str, type[Strict]] = {
@@ -276,7 +335,7 @@ class Scenario(Strict):
     model: str = "builtin:tiny"
     backend: BackendKind = "transformers"
     backend_options: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
     population: Population
     conditions: dict[Identifier, Factor] = Field(default_factory=dict)
     persona: str = Field(min_length=1)

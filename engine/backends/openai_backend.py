@@ -48,6 +48,7 @@ from engine.backends.base import (
 )
 from engine.backends.chat_template import ChatPrompt
 from engine.backends.transformers_backend import weights_digest
+from scenarios.schema import url_credentials
 
 log = logging.getLogger(__name__)
 BASE = "base"
@@ -129,9 +130,9 @@ class OpenAIBackend:
                  temperature: float = 0.0, **retry: Any) -> None:
         if dialect not in ("vllm", "openai"):
             raise ValueError(f"dialect must be 'vllm' or 'openai', not {dialect!r}")
-        where = urlsplit(base_url)
-        if where.username or where.password:
-            raise ValueError("base_url holds credentials; use the api_key_env variable instead")
+        if url_credentials(base_url):  # never echoed: the URL is recorded in the manifest
+            raise ValueError(f"base_url holds credentials ({url_credentials(base_url)}); use the "
+                             "api_key_env variable instead")
         self.model_dir = Path(model_dir)
         self.chat = ChatPrompt(self.model_dir)
         self.url = base_url.rstrip("/") + "/completions"

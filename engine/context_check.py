@@ -1,0 +1,159 @@
+"""Every prompt of a run must fit the model's context; checked before the model loads.
+
+A prompt longer than the model's context is not an error any backend reports reliably: a local
+transformers model reads past `max_position_embeddings` and answers nonsense, an endpoint
+refuses the request mid-run. So before the first batch, the run is rehearsed without a model:
+every participant (under every policy) goes through every round and stage, always "answering"
+the option with the longest text, which gives the longest memory a later round can hold. Each
+participant's first query, and its longest queries (in characters), are then rendered and
+tokenized exactly as the backend will (`ChatPrompt`, the one rendering path of all backends)
+and compared with the context, less one token for the answer.
+
+Tokenizing every query of a run would double the tokenizer's share of the run; the queries of
+one participant share persona, instructions and memory, so the longest in characters are the
+longest in tokens. Every query within `NEAR_LONGEST` of the longest is tokenized to leave room
+for the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+from jinja2 import TemplateError
+
+from agents.conversation import Message
+from agents.participant import Participant
+from agents.population import ParticipantSpec
+from engine.policies import Policy
+from scenarios.errors import InputError, Problem
+from scenarios.loader import LoadedScenario
+
+NEAR_LONGEST = 0.9  # tokenize queries at least this fraction of a participant's longest
+BYTE_MARGIN = 8  # tokens a tokenizer may add beyond one per byte (a leading space marker)
+CONFIG_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One query of the rehearsal: whose, where in the run, and its messages."""
+
+    participant: str
+    policy: str
+    round_id: int
+    stage: str
+    question: str
+    messages: tuple[Message, ...]
+
+    @property
+    def characters(self) -> int:
+        """Length of the conversation's text (before the chat template)."""
+        return sum(len(m.content) for m in self.messages)
+
+
+def context_limit(model_dir: Path, options: Mapping[str, Any]) -> tuple[int, str] | None:
+    """Tokens the model can read and where that number comes from: the backend's
+    `max_model_len` when set (vLLM), else the model's config.json; None when neither says."""
+    for source in (options, options.get("engine_args") or {}):
+        if isinstance(source, Mapping) and isinstance(source.get("max_model_len"), int):
+            return int(source["max_model_len"]), "the backend option max_model_len"
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for part in (config, config.get("text_config") or {}):
+        for key in CONFIG_KEYS:
+            if isinstance(part, dict) and isinstance(part.get(key), int) and part[key] > 0:
+                return int(part[key]), f"{key} in {model_dir / 'config.json'}"
+    return None
+
+
+def rehearse(loaded: LoadedScenario, specs: Sequence[ParticipantSpec], policies: Sequence[Policy],
+             seed: int) -> list[Prompt]:
+    """Each participant's first query and its longest ones, built as a run builds them.
+
+    Mirrors SurveyModel.step for one participant at a time: a stage's questions are all asked
+    before any is answered; the answer is the option with the longest text (the longest memory).
+    A template that fails on a participant's own values is an input error here, before the model.
+    """
+    scenario = loaded.scenario
+    schedule = [(r.id, stage) for r in scenario.rounds for stage in scenario.stages]
+    model = mesa.Model(seed=seed)
+    chosen: list[Prompt] = []
+    for policy in policies:
+        for spec in specs:
+            try:
+                prompts = _participant_prompts(model, loaded, spec, policy, schedule)
+            except TemplateError as exc:
+                raise InputError([Problem(str(loaded.path), None, f"participant {spec.participant_id}",
+                                          f"a template fails on this participant's values: {exc}")]
+                                 ) from None
+            longest = max(p.characters for p in prompts)
+            chosen += [prompts[0], *(p for p in prompts[1:] if p.characters >= NEAR_LONGEST * longest)]
+    return chosen
+
+
+def _participant_prompts(model: mesa.Model, loaded: LoadedScenario, spec: ParticipantSpec,
+                         policy: Policy, schedule: list[tuple[int, Any]]) -> list[Prompt]:
+    scenario = loaded.scenario
+    participant = Participant(model, spec, scenario, policy.name, np.random.default_rng(0),
+                              policy.demographics)
+    prompts: list[Prompt] = []
+    for round_id, stage in schedule:
+        if stage.id == scenario.stages[0].id:
+            participant.begin_round(round_id)
+        for q in stage.questions:
+            prompts.append(Prompt(spec.participant_id, policy.name, round_id, stage.id, q.id,
+                                  tuple(participant.query(q))))
+        for q in stage.questions:
+            options = q.options or []
+            if options:
+                index = max(range(len(options)), key=lambda i: len(options[i].text))
+                participant.give(stage.id, q, index, np.full(len(options), 1 / len(options)), 1.0)
+    return prompts
+
+
+def check_context(loaded: LoadedScenario, specs: Sequence[ParticipantSpec],
+                  policies: Sequence[Policy], seed: int, model_dir: Path | None,
+                  options: Mapping[str, Any], chat: Any = None) -> None:
+    """Raise InputError when any prompt of the run would not fit the model's context.
+
+    `chat` is the backend's ChatPrompt when a backend exists already; otherwise the model
+    directory's tokenizer is loaded (the weights are not). Nothing is checked for a model
+    directory whose config names no context length.
+    """
+    if model_dir is None:
+        return
+    found = context_limit(model_dir, options)
+    if found is None:
+        return
+    limit, source = found
+    prompts = rehearse(loaded, specs, policies, seed)
+    if chat is None:
+        from engine.backends.chat_template import ChatPrompt
+
+        chat = ChatPrompt(model_dir)
+    # A token of these tokenizers (byte-level BPE, SentencePiece with byte fallback) covers at
+    # least one byte, so a prompt of fewer bytes than the limit fits: only longer ones are counted.
+    texts = [chat.text(p.messages) for p in prompts]
+    near = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) + BYTE_MARGIN >= limit]
+    counted = chat.tokenizer([texts[i] for i in near], add_special_tokens=False)["input_ids"] \
+        if near else []
+    over = [(prompts[i], len(ids)) for i, ids in zip(near, counted, strict=True)
+            if len(ids) > limit - 1]
+    if not over:
+        return
+    prompt, tokens = max(over, key=lambda pair: pair[1])
+    participants = len({(p.participant, p.policy) for p, _ in over})
+    others = f"; {participants - 1} other participant(s) too" if participants > 1 else ""
+    raise InputError([Problem(
+        str(loaded.path), None, f"participant {prompt.participant}",
+        f"the longest prompt (round {prompt.round_id}, stage {prompt.stage}, question "
+        f"{prompt.question}, policy {prompt.policy}) is {tokens:,} tokens; the model reads at most {limit:,} "
+        f"({source}), one of them for the answer{others}. Shorten the persona, instructions or "
+        "stimulus, or use a model with a longer context; nothing was run")])
