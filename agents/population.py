@@ -21,13 +21,23 @@ STREAM_PILOT = 4
 STREAM_TRAINING = 5
 
 
+# How a twin names its human row when the data have no id column: "row" + the row's number.
+ROW_ID_PREFIX = "row"
+DATA_ROW_MEANING = ("1-based number of the data row: the first row under the CSV header is 1; the "
+                    "leading '#' note lines, the header and blank lines are not counted")
+
+
 @dataclass(frozen=True)
 class ParticipantSpec:
-    """A participant to simulate: id, demographics and assigned (or recorded) condition."""
+    """A participant to simulate: id, demographics and assigned (or recorded) condition.
+
+    `data_row` is, for a twin, the 1-based number of the human data row it is the twin of
+    (DATA_ROW_MEANING); None for a draw from marginals."""
 
     participant_id: str
     demographics: dict[str, Any] = field(hash=False)
     condition: dict[str, str] = field(hash=False)
+    data_row: int | None = None
 
 
 def build_population(loaded: LoadedScenario, n: int | None, seed: int,
@@ -69,12 +79,25 @@ def _twins(loaded: LoadedScenario, n: int | None, seed: int,
         pid = names[int(pos)]
         demographics = {name: _plain(row[col]) for name, col in s.population.demographics.items()}
         condition = {name: str(row[f.column]) for name, f in s.conditions.items() if f.column}
-        specs.append(ParticipantSpec(pid, demographics, condition))
+        specs.append(ParticipantSpec(pid, demographics, condition, data_row=int(pos) + 1))
     return specs
 
 
+def twin_rows_record(loaded: LoadedScenario, specs: Sequence[ParticipantSpec]) -> dict[str, Any] | None:
+    """The manifest's `twin_rows`: for each twin, the human data row it is the twin of.
+
+    Scoring reads it to compare a run's twins with their own human rows only (a holdout is never
+    scored against its pilot), also when the data have no id column. None for marginals."""
+    if loaded.scenario.population.source != "twins":
+        return None
+    return {"id_column": loaded.scenario.population.id_column, "data_row": DATA_ROW_MEANING,
+            "rows": {s.participant_id: s.data_row for s in specs}}
+
+
 def twin_ids(loaded: LoadedScenario) -> list[str]:
-    """Each human row's participant id, as its twin is named (the id column, else row numbers)."""
+    """Each human row's participant id, as its twin is named: the id column's value, else
+    'row' + the row's 1-based number (DATA_ROW_MEANING), e.g. row1 for the first data row. The
+    derived ids are stable for a given data file: the same bytes give the same rows."""
     assert loaded.human is not None, "twins need the human data (checked at load)"
     id_column = loaded.scenario.population.id_column
     if id_column:
@@ -84,7 +107,7 @@ def twin_ids(loaded: LoadedScenario) -> list[str]:
             raise InputError([Problem(str(loaded.human.path), line, id_column,
                                       "empty cell; expected a participant id")])
         return [str(v) for v in ids]  # read as text at load: '001' stays '001'
-    return [f"row{i + 1}" for i in range(len(loaded.human.table))]
+    return [f"{ROW_ID_PREFIX}{i + 1}" for i in range(len(loaded.human.table))]
 
 
 def _positions(loaded: LoadedScenario, names: list[str], ids: Sequence[str]) -> np.ndarray:

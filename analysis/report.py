@@ -84,6 +84,8 @@ def build_report(inputs: RunInputs, bootstrap: int, seed: int, splits: int) -> d
             "path": str(inputs.human_path), "sha256": _file_sha256(inputs.human_path),
             "note": inputs.human_note, "reference_note": experiment.reference_note,
             "synthetic_standin": inputs.synthetic_reference,
+            # only for twins tied to their rows by position (the data have no id column)
+            **({"human_rows": inputs.human_rows} if inputs.human_rows is not None else {}),
         },
         "settings": {"bootstrap": bootstrap, "seed": seed, "splits": splits,
                      "ci_level": CI_LEVEL, "alpha": ALPHA, "min_group": MIN_GROUP},

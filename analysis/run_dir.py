@@ -5,7 +5,9 @@ Every problem is an `AnalysisInputError` naming the file, the column and what wa
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,9 @@ class RunInputs:
     human_path: Path
     human_note: str
     human_scope: str = "all rows of the human data"
+    # Set when twins are tied to their human rows by row position (the data have no id column):
+    # which data rows the reference holds (report.json `reference.human_rows`).
+    human_rows: dict[str, Any] | None = None
 
     @property
     def synthetic_reference(self) -> bool:
@@ -181,22 +186,106 @@ def read_run(run_dir: Path, human: Path | None) -> RunInputs:
                                      str(run_dir / RESPONSES)) for p in order]
     if not samples:
         raise AnalysisInputError(f"{run_dir / RESPONSES}: has no rows to score")
-    table, scope = twin_counterparts(reference.table, responses, manifest, experiment, path)
+    table, scope, rows = twin_counterparts(reference.table, responses, manifest, experiment, path)
     reference_sample = sample_from_human(table, experiment, str(path))
     human_sample, *policy_samples = align_attributes([reference_sample, *samples])
     return RunInputs(run_dir, manifest, experiment, policy_samples, human_sample, path,
-                     reference.note, scope)
+                     reference.note, scope, rows)
 
 
 def twin_counterparts(table: pd.DataFrame, responses: pd.DataFrame, manifest: dict[str, Any],
-                      experiment: Experiment, path: Path) -> tuple[pd.DataFrame, str]:
-    """For a twins run, the human rows whose twins were simulated (a holdout, never a pilot)."""
+                      experiment: Experiment, path: Path
+                      ) -> tuple[pd.DataFrame, str, dict[str, Any] | None]:
+    """For a twins run, the human rows whose twins were simulated (a holdout, never a pilot):
+    matched by the id column, else by the data row each twin records (`manifest.twin_rows`).
+    Returns the rows, the report's wording of them and, when matched by row, which rows."""
     population = manifest["scenario"]["resolved"].get("population") or {}
-    if population.get("source") != "twins" or not experiment.id_column:
-        return table, "all rows of the human data"
+    if population.get("source") != "twins":
+        return table, "all rows of the human data", None  # marginals: no one is a row's twin
+    if not experiment.id_column:
+        return _by_row_position(table, responses, manifest, path)
     simulated = set(responses["participant_id"].astype(str))
     keep = table[experiment.id_column].astype(str).isin(simulated)
     if not keep.any():
         raise AnalysisInputError(f"{path}: none of the run's participant ids appear in column "
                                  f"'{experiment.id_column}'; is this the run's human data?")
-    return table[keep], f"the {int(keep.sum())} human rows whose twins were simulated"
+    return table[keep], f"the {int(keep.sum())} human rows whose twins were simulated", None
+
+
+def _by_row_position(table: pd.DataFrame, responses: pd.DataFrame, manifest: dict[str, Any],
+                     path: Path) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    """Twins of data without an id column, matched to the data rows they record.
+
+    A row number means something only in the file the run read, so the file must be that one,
+    byte for byte (the manifest's human_data.sha256): in another file (re-sorted, filtered, or
+    another wave) row 12 is someone else, and scoring against it would be silently wrong."""
+    where = str(path)
+    recorded = str(_human_data(manifest).get("sha256") or "")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != recorded:
+        run_digest = f"{recorded[:12]}..." if recorded else "not recorded"
+        raise AnalysisInputError(
+            f"{where}: the run's data have no id column (population.id_column), so its twins are "
+            f"tied to their human rows by row position, and this is not the file the run read "
+            f"(sha256 {actual[:12]}..., the run's data {run_digest}); the twins cannot be tied to "
+            "this file's rows. Score with the run's own data file, or give the data an id "
+            "column and run again")
+    simulated = list(dict.fromkeys(responses["participant_id"].astype(str)))
+    rows_of = _recorded_rows(manifest, simulated)
+    unknown = [pid for pid in simulated if pid not in rows_of]
+    if unknown:
+        raise AnalysisInputError(f"{where}: the run's participant(s) {unknown[:5]} name no data row "
+                                 "(manifest twin_rows, or ids row1, row2, ... for data without an "
+                                 "id column); is this a run of this scenario?")
+    numbers = sorted({rows_of[pid] for pid in simulated})
+    total = len(table)
+    counted = _human_data(manifest).get("rows")
+    outside = [n for n in numbers if not 1 <= n <= total]
+    if outside or (isinstance(counted, int) and counted != total):  # the engine read it otherwise
+        read = f"the run read {counted}" if isinstance(counted, int) else "the run's count unknown"
+        raise AnalysisInputError(f"{where}: read as {total} data rows ({read}); the run's twins "
+                                 f"name data row(s) {outside[:5] or numbers[-1:]}")
+    if len(numbers) == total:
+        scope = f"all {total} rows of the human data: every row's twin was simulated"
+    else:
+        scope = (f"the {len(numbers)} human rows these participants are twins of (data rows "
+                 f"{_ranges(numbers)} of {total})")
+    scope += "; matched by data row, as the data have no id column"
+    chosen = table.iloc[[n - 1 for n in numbers]]
+    return chosen, scope, {"matched_by": "data row", "data_row": DATA_ROW_MEANING,
+                           "count": len(numbers), "of": total, "rows": numbers}
+
+
+# As agents.population writes them (analysis reads files only, so the wording is repeated here).
+DATA_ROW_MEANING = ("1-based number of the data row: the first row under the CSV header is 1; the "
+                    "leading '#' note lines, the header and blank lines are not counted")
+_ROW_ID = re.compile(r"row([1-9][0-9]*)")
+
+
+def _recorded_rows(manifest: dict[str, Any], simulated: list[str]) -> dict[str, int]:
+    """Participant id -> data row: the manifest's `twin_rows`, else (a run written before twins
+    recorded their rows) the ids themselves, row1, row2, ..., which name the row."""
+    record = manifest.get("twin_rows")
+    if record is None:
+        return {pid: int(m.group(1)) for pid in simulated if (m := _ROW_ID.fullmatch(pid))}
+    rows = record.get("rows") if isinstance(record, dict) else None
+    if not isinstance(rows, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in rows.values()):
+        raise AnalysisInputError(f"{MANIFEST}: twin_rows.rows should map each participant id to "
+                                 "its data row number")
+    return {str(k): v for k, v in rows.items()}
+
+
+def _ranges(numbers: list[int], limit: int = 12) -> str:
+    """Sorted row numbers as '3-5, 9, 12-20'; past `limit` ranges, the rest is counted."""
+    spans: list[tuple[int, int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], n)
+        else:
+            spans.append((n, n))
+    shown = [f"{a}-{b}" if b > a else f"{a}" for a, b in spans[:limit]]
+    if len(spans) > limit:
+        rest = sum(b - a + 1 for a, b in spans[limit:])
+        shown.append(f"and {rest} more (all listed in reference.human_rows)")
+    return ", ".join(shown)

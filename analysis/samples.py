@@ -90,8 +90,10 @@ def sample_from_human(table: pd.DataFrame, experiment: Experiment, where: str) -
     """Build the reference sample from the wide human table (columns already checked)."""
     if experiment.id_column and experiment.id_column in table.columns:
         ids = table[experiment.id_column].astype(str).to_numpy(dtype=object)
-    else:
-        ids = np.array([f"row{i + 1}" for i in range(len(table))], dtype=object)
+    else:  # row1, row2, ... as the twins are named; a chosen subset keeps its rows' numbers
+        numbers = (table.index + 1 if pd.api.types.is_integer_dtype(table.index)
+                   else range(1, len(table) + 1))
+        ids = np.array([f"row{i}" for i in numbers], dtype=object)
     answers = np.full((len(table), len(experiment.rounds), len(experiment.questions)),
                       MISSING, np.int16)
     for q, question in enumerate(experiment.questions):

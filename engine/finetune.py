@@ -66,8 +66,12 @@ class FinetuneResult:
 def finetune(loaded: LoadedScenario, *, pilot: float | int, sampling: Sampling, out: Path,
              seed: int | None = None, no_demographics: bool = False,
              settings: TrainingSettings | None = None,
-             progress: Progress | None = None) -> FinetuneResult:
-    """Split pilot/holdout, train a LoRA adapter on the pilot's answers, save it and training.json."""
+             progress: Progress | None = None, split: PilotSplit | None = None) -> FinetuneResult:
+    """Split pilot/holdout, train a LoRA adapter on the pilot's answers, save it and training.json.
+
+    A given `split` (a study's pilot, drawn from outside its evaluation holdout) is used as it is;
+    `pilot` and `sampling` should then be the ones it was drawn with (training.json records them).
+    """
     settings = settings or TrainingSettings()
     seed = loaded.scenario.seed if seed is None else seed
     if settings.problems():
@@ -81,7 +85,7 @@ def finetune(loaded: LoadedScenario, *, pilot: float | int, sampling: Sampling, 
     _refuse_non_empty(out)
     if no_demographics:
         require_persona_without_demographics(loaded)
-    split = split_pilot(loaded, pilot, sampling, seed)
+    split = split or split_pilot(loaded, pilot, sampling, seed)
     examples = pilot_examples(loaded, build_population(loaded, None, seed, split.pilot),
                               show_demographics=not no_demographics)
     # One writer per adapter directory until its training.json is written (engine/lock.py); a

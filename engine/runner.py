@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.conversation import ANSWER_INSTRUCTION
-from agents.population import build_population
+from agents.population import build_population, twin_rows_record
 from engine.backends import Backend, create_backend
 from engine.backends.base import BackendError
 from engine.batcher import Batcher
@@ -25,10 +25,16 @@ from engine.cache import CACHE_FILE, CACHE_FILES, CachedBackend, ResponseCache
 from engine.lock import LOCK_FILE, hold_directory, read_holder
 from engine.policies import BASE, Policy, TwinChoice, resolve_policies
 from engine.store import MANIFEST, PARTS, STARTING, TRANSCRIPTS, RunStore, read_manifest, table_damage
-from scenarios.checks import backend_option_problems
+from scenarios.checks import backend_option_problems, builtin_model_problem
 from scenarios.errors import InputError, Problem, shown
 from scenarios.loader import LoadedScenario
-from scenarios.schema import BACKEND_OPTIONS, BUILTIN_MODELS, BUILTIN_PREFIX, SEED_LIMIT
+from scenarios.schema import (
+    BACKEND_OPTIONS,
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    PRETRAINED_BUILTIN_MODELS,
+    SEED_LIMIT,
+)
 
 # torch, transformers (engine.backends.transformers_backend, engine.tiny_model) and mesa
 # (engine.model, engine.context_check) are imported where they are used, not here: `run` checks
@@ -70,9 +76,20 @@ def model_directory(loaded: LoadedScenario) -> Path:
     path = path if path.is_absolute() else loaded.resolve(model)
     if not (path / "config.json").is_file():
         raise InputError([Problem(str(loaded.path), None, "model",
-                                  f"'{model}' is neither builtin:tiny nor a local Hugging Face "
-                                  f"model directory (no config.json in {path})")])
+                                  f"'{model}' is neither a built-in model ({', '.join(BUILTIN_MODELS)}) "
+                                  f"nor a local Hugging Face model directory (no config.json in {path})")])
     return path
+
+
+def with_model(loaded: LoadedScenario, model: str | None) -> LoadedScenario:
+    """The scenario with its `model:` replaced by `--model` (None: unchanged). A local directory
+    is made absolute against the working directory, where the command line was typed; the run's
+    fingerprint and request record the model, so a run directory never mixes two models."""
+    if model is None:
+        return loaded
+    if not model.startswith(BUILTIN_PREFIX):
+        model = str(Path(model).expanduser().resolve())
+    return replace(loaded, scenario=loaded.scenario.model_copy(update={"model": model}))
 
 
 def package_versions() -> dict[str, str]:
@@ -198,6 +215,8 @@ def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path
     manifest["policies"] = [p.manifest_entry() for p in policies]
     if twins is not None:
         manifest["twins"] = {**twins.source, "ids": [s.participant_id for s in specs]}
+    if (rows := twin_rows_record(loaded, specs)) is not None:  # scoring ties twins to these rows
+        manifest["twin_rows"] = rows
     manifest |= {"backend": backend_record, "request": request, "fingerprint": fingerprint}
     sessions = list((previous or {}).get("sessions", []))
     session: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -306,6 +325,7 @@ class RunRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
     policies: str | None = None
     twins: str | None = None
+    model: str | None = None
     backend: Literal["transformers", "vllm", "openai"] | None = None
     backend_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -317,9 +337,8 @@ def check_run(loaded: LoadedScenario, *, participants: int | None, seed: int | N
     option is refused in about a second, before torch or the model loads."""
     model = loaded.scenario.model
     if model.startswith(BUILTIN_PREFIX):
-        if model not in BUILTIN_MODELS:
-            raise InputError([Problem(str(loaded.path), None, "model", f"unknown embedded model "
-                                      f"'{shown(model)}'; available: {', '.join(BUILTIN_MODELS)}")])
+        if (message := builtin_model_problem(model)) is not None:  # unknown, or its package missing
+            raise InputError([Problem(str(loaded.path), None, "model", message)])
     else:
         model_directory(loaded)  # a local directory: checked for config.json, nothing loaded
     build_population(loaded, participants, loaded.scenario.seed if seed is None else seed,
@@ -331,7 +350,8 @@ def run_fingerprint(loaded: LoadedScenario, seed: int, specs: list[Any], policie
                     twins: TwinChoice | None) -> dict[str, Any]:
     """What makes two runs the same run: a resumed run must match it field by field."""
     ids = "\n".join(s.participant_id for s in specs).encode()
-    return {"scenario_sha256": loaded.sha256, "seed": seed, "participants": len(specs),
+    return {"scenario_sha256": loaded.sha256, "model": loaded.scenario.model, "seed": seed,
+            "participants": len(specs),
             "participant_ids_sha256": hashlib.sha256(ids).hexdigest(),
             "policies": [{"name": p.name, "adapter_sha256": p.adapter_sha256,
                           "demographics": p.demographics} for p in policies],
@@ -360,7 +380,7 @@ def previous_run(run_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] |
                 for key, value in fingerprint.items() if recorded.get(key) != value]
     if problems:
         problems.append(Problem(where, None, "--out", "a run directory continues only the same "
-                                "run (scenario file, seed, participants, policies); choose another"))
+                                "run (scenario file, model, seed, participants, policies); choose another"))
         raise InputError(problems)
     sessions = manifest.get("sessions", [])
     if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
@@ -397,6 +417,20 @@ def starting_manifest(loaded: LoadedScenario, seed: int, n: int, run_dir: Path,
             "request": request, "fingerprint": fingerprint}
 
 
+def model_record(model: str, backend: Backend) -> dict[str, Any]:
+    """The manifest's `model` block: name, whether it is pretrained, the backend's identity and,
+    for a converted built-in model, its provenance (package, licence, source digest)."""
+    record = {"name": model, "builtin_not_pretrained": (model.startswith(BUILTIN_PREFIX)
+                                                        and model not in PRETRAINED_BUILTIN_MODELS),
+              **backend.identity()}
+    model_dir = getattr(backend, "model_dir", None)
+    if model in PRETRAINED_BUILTIN_MODELS and model_dir is not None:
+        from engine.embedded_model import provenance
+
+        record["provenance"] = provenance(Path(model_dir))
+    return record
+
+
 def _brief(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 90 else text[:87] + "..."
@@ -420,8 +454,7 @@ def build_manifest(loaded: LoadedScenario, backend: Backend, seed: int, n: int,
         "human_data": None if human is None else {
             "path": str(human.path.resolve()), "rows": len(human.table), "note": human.note,
             "sha256": hashlib.sha256(human.path.read_bytes()).hexdigest()},
-        "model": {"name": s.model, "builtin_not_pretrained": s.model.startswith(BUILTIN_PREFIX),
-                  **backend.identity()},
+        "model": model_record(s.model, backend),
         "prompts": {"persona": s.persona, "persona_without_demographics": s.persona_without_demographics,
                     "instructions": s.instructions, "stimulus": s.stimulus,
                     "questions": {q.id: q.text for q in s.questions},

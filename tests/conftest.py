@@ -99,3 +99,13 @@ def flagship_reference_run(flagship, tiny_dir, tiny_lora_dir, flagship_policies,
     run_scenario(flagship, participants=FLAGSHIP_RUN_PARTICIPANTS, out=out, backend=backend,
                  policies=flagship_policies)
     return out
+
+
+def without_study(text: str) -> str:
+    """A scenario's text with its `study:` block removed (a study needs a twins population, so
+    tests that rewrite the flagship into another population drop it)."""
+    lines = text.splitlines(keepends=True)
+    start = lines.index("study:\n")
+    end = next((i for i in range(start + 1, len(lines))
+                if lines[i].strip() and not lines[i][0].isspace()), len(lines))
+    return "".join(lines[:start] + lines[end:])

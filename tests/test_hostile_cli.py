@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import FLAGSHIP, ROOT, run_cli
+from tests.conftest import FLAGSHIP, ROOT, run_cli, without_study
 
 DATA = FLAGSHIP.parent / "data" / "security_disclosure_synthetic_standin.csv"
 HEAVY = ("torch", "transformers", "statsmodels", "vllm", "mesa", "peft")
@@ -350,7 +350,7 @@ def test_an_adapter_vouched_for_by_a_record_of_this_models_weights_is_accepted(
 
 def marginal_scenario(tmp_path: Path) -> Path:
     """The flagship with participants drawn from marginals; the stand-in data is its reference."""
-    text = FLAGSHIP.read_text(encoding="utf-8")
+    text = without_study(FLAGSHIP.read_text(encoding="utf-8"))
     start, end = text.index("population:\n"), text.index("conditions:\n")
     path = tmp_path / "marginal.yaml"
     path.write_text(text[:start] + (

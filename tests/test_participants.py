@@ -13,6 +13,7 @@ from agents.population import ParticipantSpec, assign_conditions, build_populati
 from engine.model import SurveyModel
 from scenarios.errors import InputError
 from scenarios.loader import load_scenario
+from tests.conftest import without_study
 
 
 def test_balanced_assignment_fills_every_cell_within_one():
@@ -42,7 +43,7 @@ def test_asking_for_more_twins_than_rows_is_a_clear_error(flagship):
 
 
 def test_marginal_populations_follow_the_declared_shares(tmp_path, flagship):
-    text = flagship.path.read_text(encoding="utf-8")
+    text = without_study(flagship.path.read_text(encoding="utf-8"))
     start, end = text.index("population:\n"), text.index("conditions:\n")
     text = text[:start] + (
         "population:\n  source: marginals\n  size: 800\n  marginals:\n"

@@ -3,6 +3,16 @@
 Every backend that scores option labels must see the same token ids, or their distributions
 differ. The vLLM and OpenAI-compatible backends render locally with this class and send token
 ids, so the server adds no second BOS token and applies no template of its own.
+
+Option labels: the answer's first token is the label as the model would write it right after
+the prompt. A prompt that ends in whitespace (ChatML's "<|im_start|>assistant\n", builtin:tiny's
+"<|assistant|>\n", or a custom template's "Answer: ") is answered with the bare label ("A",
+SmolLM2 id 49); one that ends in a word or punctuation ("Answer:") with the space-prefixed
+label (" A", id 330), as a byte-level BPE tokenizer writes a word after a word. Only that one
+token is scored: it is the token finetuning trains, so scoring and training agree. Measured
+on SmolLM2-135M-Instruct after "assistant\n", the other form holds about 1e-4 of the next-token
+mass against 0.5-0.7 on the bare labels, so leaving it out moves an answer's probabilities by
+about 1e-4 at most.
 """
 
 from __future__ import annotations
@@ -26,6 +36,19 @@ class ChatPrompt:
                                       "not a directory with a tokenizer and chat template")])
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self._label_ids: dict[str, int] = {}
+        self.label_prefix = self._label_prefix()
+
+    def _label_prefix(self) -> str:
+        """'' when the template's answer position follows whitespace, else ' ' (see above).
+
+        The generation prompt ends the same way whatever the conversation, so one probe decides.
+        """
+        probe = [{"role": "system", "content": "x"}, {"role": "user", "content": "x"}]
+        try:
+            text = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template that refuses the probe: labels as the tokenizer spells them
+            return ""
+        return "" if not text or text[-1].isspace() else " "
 
     def text(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
@@ -44,13 +67,16 @@ class ChatPrompt:
         return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def label_id(self, label: str) -> int:
-        """The single token an option label is answered with."""
+        """The single token an option label is answered with, right after this template's prompt
+        (the bare label, or the label after a space; see the module's docstring)."""
         if label not in self._label_ids:
-            ids = self.tokenizer.encode(label, add_special_tokens=False)
+            written = self.label_prefix + label
+            ids = self.tokenizer.encode(written, add_special_tokens=False)
             if len(ids) != 1:
                 raise InputError([Problem(str(self.model_dir), None, "options.label",
-                                          f"option label {label!r} is {len(ids)} tokens for this "
-                                          "tokenizer; labels must be single tokens")])
+                                          f"option label {label!r} (answered as {written!r}) is "
+                                          f"{len(ids)} tokens for this tokenizer; labels must be "
+                                          "single tokens")])
             self._label_ids[label] = ids[0]
         return self._label_ids[label]
 
