@@ -85,10 +85,15 @@ def _node_text(node: ast.AST) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _in_order(tree: ast.AST) -> list[ast.AST]:
+    """The expression's nodes in reading order, so a message names the first offence."""
+    return sorted((n for n in ast.walk(tree) if hasattr(n, "lineno")),
+                  key=lambda n: (n.lineno, n.end_col_offset or 0))
+
+
 def _first_forbidden(tree: ast.AST) -> FormulaError | None:
     """The first construct that reaches code (attribute access, a subscript, a lambda...)."""
-    nodes = sorted((n for n in ast.walk(tree) if hasattr(n, "lineno")),
-                   key=lambda n: (n.lineno, n.end_col_offset or 0))
+    nodes = _in_order(tree)
     checks = (
         (ast.Attribute, lambda n: f"attribute access ('.{n.attr}')"),
         (ast.Subscript, lambda n: f"a subscript ('{_node_text(n)}')"),
@@ -107,8 +112,7 @@ def _first_forbidden(tree: ast.AST) -> FormulaError | None:
 
 def _first_literal(tree: ast.AST) -> FormulaError | None:
     """A dunder name or a string anywhere in a Python expression."""
-    nodes = sorted((n for n in ast.walk(tree) if hasattr(n, "lineno")),
-                   key=lambda n: (n.lineno, n.end_col_offset or 0))
+    nodes = _in_order(tree)
     for node in nodes:
         if isinstance(node, ast.Name) and _dunder(node.id):
             return _refuse(f"the dunder name '{node.id}'")

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scenarios.checks import demographics_in_persona
+from scenarios.checks import ADAPTER_CONFIG, ADAPTER_WEIGHTS, demographics_in_persona
 from scenarios.errors import InputError, Problem, shown
 from scenarios.loader import LoadedScenario
 
 BASE = "base"
 TRAINING_RECORD = "training.json"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 @dataclass(frozen=True)
