@@ -165,8 +165,11 @@ def test_a_lock_whose_holder_was_killed_refuses_nothing(tmp_path, capsys):
 
 
 def test_a_worker_forked_by_the_holder_does_not_keep_the_lock_after_the_holder_is_killed(tmp_path):
-    forking = HOLDER.replace('print("held"', 'child = os.fork()\n    if child == 0:\n'
-                             '        time.sleep(600)\n    print(child, "held"')
+    # The child says it is running (so the at-fork handlers have run in it) before the holder
+    # reports: otherwise a loaded machine can kill the holder while the child still shares the fd.
+    forking = HOLDER.replace('print("held"', 'ready, up = os.pipe()\n    child = os.fork()\n'
+                             '    if child == 0:\n        os.write(up, b"x")\n        time.sleep(600)\n'
+                             '    os.read(ready, 1)\n    print(child, "held"')
     forking = forking.replace("import sys, time", "import os, sys, time")
     holder = subprocess.Popen([sys.executable, "-c", forking, str(tmp_path / "run")], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
