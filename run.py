@@ -317,6 +317,52 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    """Prediction-powered inference on a run: humans only, simulated only and PPI++ side by side;
+    writes inference.json (and into report.json) and prints the tables."""
+    from analysis.errors import AnalysisInputError
+    from analysis.inference_render import print_inference
+    from analysis.inference_run import infer_run
+    from engine.lock import hold_directory
+
+    try:
+        with hold_directory(args.run_dir, purpose="infer", field="report.json", create=False,
+                            advice="wait for it, then run infer again"):
+            section = infer_run(args.run_dir, human=args.human, labelled=args.labelled,
+                                rectification=args.rectification, seed=args.seed,
+                                alpha=args.alpha, estimands=args.estimand,
+                                width=args.target_width)
+    except AnalysisInputError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    print_inference(section, console)
+    console.print(str(args.run_dir / "inference.json"), markup=False, highlight=False,
+                  soft_wrap=True)
+    return 0
+
+
+def add_infer_parser(sub: argparse._SubParsersAction) -> None:
+    """The `infer` command's grammar (docs/inference.md)."""
+    inf = sub.add_parser("infer", help="prediction-powered inference: a few humans rectify many "
+                                       "simulated participants (PPI++)")
+    inf.add_argument("run_dir", type=Path)
+    inf.add_argument("--estimand", action="append", default=None,
+                     metavar="mean:QUESTION|effect:FACTOR|regression:NAME",
+                     help="what to estimate (repeatable; default: everything)")
+    inf.add_argument("--labelled", default=None,
+                     help="labelled humans: a fraction in (0, 1) or a count of the twins with a "
+                          "human row, seeded by --seed (default 0.2)")
+    inf.add_argument("--rectification", type=Path, default=None, metavar="FILE",
+                     help="the labelled twins' ids, one a line (instead of --labelled)")
+    inf.add_argument("--alpha", type=float, default=0.1,
+                     help="intervals are 1 - alpha (default 0.1: 90%%)")
+    inf.add_argument("--target-width", type=float, default=0.1,
+                     help="interval width the power rows size the human sample for (default 0.1)")
+    inf.add_argument("--human", type=Path, default=None, help="human data CSV (default: the run's)")
+    inf.add_argument("--seed", type=seed_number, default=0, help="seed of the labelled draw")
+    inf.set_defaults(handler=cmd_infer)
+
+
 def seed_number(text: str) -> int:
     """A `--seed`: an integer 0 <= seed < 2**32 (what numpy's and torch's seeding accept)."""
     from scenarios.schema import SEED_LIMIT
@@ -389,6 +435,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
     score.add_argument("--seed", type=seed_number, default=0, help="seed of bootstrap and split halves")
     score.set_defaults(handler=cmd_score)
+    add_infer_parser(sub)
     return top
 
 

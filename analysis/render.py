@@ -160,3 +160,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(coefficient_table(regression, policies))
     for note in report.get("notes", []):
         console.print(f"[dim]note: {escape(note)}[/]")
+    if report.get("inference"):  # written by `run.py infer` (docs/inference.md)
+        from analysis.inference_render import print_inference
+
+        print_inference(report["inference"], console)

@@ -16,6 +16,7 @@ from analysis.comparison import MIN_GROUP, Comparison
 from analysis.divergence import divergence_rows
 from analysis.errors import AnalysisInputError
 from analysis.heterogeneity import heterogeneity_rows
+from analysis.inference_run import read_inference
 from analysis.recovery import ALPHA, regression_section
 from analysis.resampling import CI_LEVEL, Resampling
 from analysis.run_dir import RunInputs, read_run
@@ -125,5 +126,8 @@ def score_run(run_dir: Path, human: Path | None = None, bootstrap: int = 1000, s
     inputs = read_run(run_dir, Path(human) if human is not None else None)
     with np.errstate(all="ignore"):
         report = build_report(inputs, bootstrap, seed, splits)
+    inference = read_inference(run_dir)  # `run.py infer`'s section, if made from these answers
+    if inference is not None:
+        report["inference"] = inference
     write_report(report, run_dir)
     return report
