@@ -8,6 +8,11 @@ A query for question q in round r is:
     user/assistant: the questions of round r already answered, with their answer labels
     user: q's text and options
 Questions on the same stage are answered in parallel: none sees the others' answers.
+
+The system message's order is the scenario's `prompt_layout`: `persona_first` (the default, as
+above) or `shared_first`: instructions + round r's stimulus + persona + memory, so everything
+before the persona is the same text for every participant of a condition (a prefix a backend
+can compute once). The order can change answers.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scenarios.schema import Question, Scenario
+from scenarios.schema import PERSONA_FIRST, SHARED_FIRST, Question, Scenario
 from scenarios.templates import render
 
 ANSWER_INSTRUCTION = "Answer with the letter of one option."
@@ -50,11 +55,21 @@ def persona_text(scenario: Scenario, demographics: Mapping[str, Any],
     Without demographics (the paper's ablation) the persona is `persona_without_demographics`,
     or the persona itself when it names no demographic; the instructions never see demographics.
     """
+    return join_parts(*persona_parts(scenario, demographics, condition, show_demographics))
+
+
+def persona_parts(scenario: Scenario, demographics: Mapping[str, Any],
+                  condition: Mapping[str, str], show_demographics: bool = True) -> tuple[str, str]:
+    """The rendered persona and the rendered instructions, apart (see `persona_text`)."""
     if show_demographics:
         persona, variables = scenario.persona, {**demographics, **condition}
     else:
         persona, variables = scenario.persona_without_demographics or scenario.persona, dict(condition)
-    parts = [render(persona, variables), render(scenario.instructions, variables)]
+    return render(persona, variables), render(scenario.instructions, variables)
+
+
+def join_parts(*parts: str) -> str:
+    """Non-empty parts of a message, a blank line apart."""
     return "\n\n".join(p for p in parts if p)
 
 
@@ -81,9 +96,19 @@ def memory_text(memory: Sequence[RoundMemory]) -> str:
 
 
 def system_message(persona: str, memory: Sequence[RoundMemory], stimulus: str) -> Message:
-    """The system message of a round."""
-    parts = [persona, memory_text(memory), stimulus]
-    return Message("system", "\n\n".join(p for p in parts if p))
+    """The system message of a round in the `persona_first` layout (`persona`: persona_text)."""
+    return Message("system", join_parts(persona, memory_text(memory), stimulus))
+
+
+def round_system_message(layout: str, persona: str, instructions: str,
+                         memory: Sequence[RoundMemory], stimulus: str) -> Message:
+    """The system message of a round in a scenario's `prompt_layout` (`persona`, `instructions`:
+    persona_parts). `shared_first` puts the text shared by a condition's participants first."""
+    if layout == SHARED_FIRST:
+        return Message("system", join_parts(instructions, stimulus, persona, memory_text(memory)))
+    if layout != PERSONA_FIRST:
+        raise ValueError(f"unknown prompt layout {layout!r}")
+    return system_message(join_parts(persona, instructions), memory, stimulus)
 
 
 def question_text(scenario: Scenario, question: Question, round_id: int,
@@ -95,7 +120,11 @@ def question_text(scenario: Scenario, question: Question, round_id: int,
 def question_message(scenario: Scenario, question: Question, round_id: int,
                      condition: Mapping[str, str]) -> Message:
     """A question with its lettered options."""
-    text = question_text(scenario, question, round_id, condition)
+    return options_message(question, question_text(scenario, question, round_id, condition))
+
+
+def options_message(question: Question, text: str) -> Message:
+    """The user message asking `question` whose rendered text is `text`."""
     options = "\n".join(f"{o.label}) {o.text}" for o in question.options or [])
     return Message("user", f"{text}\n{options}\n{ANSWER_INSTRUCTION}")
 

@@ -11,12 +11,13 @@ import numpy as np
 from agents.conversation import (
     Message,
     RoundMemory,
-    persona_text,
+    join_parts,
+    options_message,
+    persona_parts,
     query_messages,
-    question_message,
     question_text,
+    round_system_message,
     stimulus_text,
-    system_message,
 )
 from agents.population import ParticipantSpec
 from scenarios.schema import Question, Scenario
@@ -53,7 +54,9 @@ class Participant(mesa.Agent):
         self.scenario = scenario
         self.answer_rng = rng
         self.show_demographics = show_demographics
-        self.persona = persona_text(scenario, self.demographics, self.condition, show_demographics)
+        self._persona, self._instructions = persona_parts(scenario, self.demographics,
+                                                          self.condition, show_demographics)
+        self.persona = join_parts(self._persona, self._instructions)  # what persona_text gives
         self.memory: list[RoundMemory] = []
         self.transcript: list[dict[str, Any]] = []
         self.unsaved: list[dict[str, Any]] = []
@@ -62,6 +65,7 @@ class Participant(mesa.Agent):
         self._system: Message | None = None
         self._answered: list[Message] = []
         self._round_answers: list[tuple[str, str]] = []
+        self._asked: dict[str, tuple[str, Message]] = {}  # this round's questions, as rendered
 
     def begin_round(self, round_id: int) -> None:
         """Close the previous round into memory and show this round's stimulus."""
@@ -70,15 +74,23 @@ class Participant(mesa.Agent):
                                            tuple(self._round_answers)))
         self._round_id = round_id
         self._stimulus = stimulus_text(self.scenario, round_id, self.condition)
-        self._system = system_message(self.persona, self.memory, self._stimulus)
-        self._answered, self._round_answers = [], []
+        self._system = round_system_message(self.scenario.prompt_layout, self._persona,
+                                            self._instructions, self.memory, self._stimulus)
+        self._answered, self._round_answers, self._asked = [], [], {}
         self._record(self._system, stage=None, question=None)
 
     def query(self, question: Question) -> list[Message]:
         """The conversation the model sees for this question, in this round, now."""
         assert self._system is not None, "begin_round() first"
-        ask = question_message(self.scenario, question, self._round_id, self.condition)
-        return query_messages(self._system, self._answered, ask)
+        return query_messages(self._system, self._answered, self._ask(question)[1])
+
+    def _ask(self, question: Question) -> tuple[str, Message]:
+        """The question's rendered text and message this round, rendered once: recording the
+        answer reuses what the query showed."""
+        if question.id not in self._asked:
+            text = question_text(self.scenario, question, self._round_id, self.condition)
+            self._asked[question.id] = (text, options_message(question, text))
+        return self._asked[question.id]
 
     def receive(self, stage_id: str, question: Question, probs: np.ndarray,
                 option_mass: float) -> Answer:
@@ -95,7 +107,7 @@ class Participant(mesa.Agent):
         n = len(question.options or [])
         answer = Answer(self._round_id, stage_id, question, np.full(n, np.nan), float("nan"),
                         -1, reason)
-        ask = question_message(self.scenario, question, self._round_id, self.condition)
+        ask = self._ask(question)[1]
         self._record(ask, stage_id, question.id)
         self._record(Message("assistant", ""), stage_id, question.id, answer=answer)
         return answer
@@ -104,12 +116,11 @@ class Participant(mesa.Agent):
              option_mass: float) -> Answer:
         """Answer with option `index` (drawn, or a pilot human's recorded answer) and remember it."""
         answer = Answer(self._round_id, stage_id, question, probs, option_mass, index)
-        ask = question_message(self.scenario, question, self._round_id, self.condition)
+        text, ask = self._ask(question)
         option = (question.options or [])[index]
         reply = Message("assistant", option.label or "")
         self._answered += [ask, reply]
-        said = question.recall or question_text(self.scenario, question, self._round_id,
-                                                self.condition)
+        said = question.recall or text
         self._round_answers.append((said, option.text))
         self._record(ask, stage_id, question.id)
         self._record(reply, stage_id, question.id, answer=answer)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from engine.backends.base import Backend, ChoiceQuery, Distribution
+from engine.backends.chat_template import prompts_remembered
 
 
 class Batcher:
@@ -23,7 +24,8 @@ class Batcher:
         out: list[Distribution | None] = [None] * len(queries)
         for indices in groups.values():
             self.calls += 1
-            answers = self.backend.option_distributions([queries[i] for i in indices])
+            with prompts_remembered(self.backend):  # one chat template per query, batch by batch
+                answers = self.backend.option_distributions([queries[i] for i in indices])
             if len(answers) != len(indices):
                 raise RuntimeError(
                     f"backend {self.backend.kind} returned {len(answers)} answers "

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.backends.base import Backend, BackendError, ChoiceQuery, Distribution, TextQuery
+from engine.backends.chat_template import prompts_remembered
 from scenarios.errors import InputError, Problem
 
 CACHE_FILE = "responses.sqlite"
@@ -151,13 +152,15 @@ class CachedBackend:
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Cached answers where the cache has them; one inner call for all the rest."""
-        keys = self._keys(queries, lambda q: {"labels": q.labels})
-        return self._answer(queries, keys, self.inner.option_distributions)
+        with prompts_remembered(self.inner):  # the key's prompt text is the backend's too
+            keys = self._keys(queries, lambda q: {"labels": q.labels})
+            return self._answer(queries, keys, self.inner.option_distributions)
 
     def generate(self, queries: Sequence[TextQuery]) -> list[str]:
         """Cached texts where the cache has them; one inner call for all the rest."""
-        keys = self._keys(queries, lambda q: {"max_tokens": q.max_tokens})
-        return self._answer(queries, keys, self.inner.generate)
+        with prompts_remembered(self.inner):
+            keys = self._keys(queries, lambda q: {"max_tokens": q.max_tokens})
+            return self._answer(queries, keys, self.inner.generate)
 
     def _keys(self, queries: Sequence[Any], shape: Callable[[Any], dict[str, Any]]) -> list[str]:
         identity = self.inner.identity()

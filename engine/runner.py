@@ -230,6 +230,10 @@ def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path
     total = len(model.schedule)
     invalid = 0
     counters = getattr(backend.inner, "counters", None)
+    # transformers: prompt tokens submitted vs computed (prefix reuse), this session's and in all
+    tokens = getattr(backend.inner, "prompt_tokens", None)
+    tokens_before = tokens.as_dict() if tokens is not None else {}
+    tokens_earlier = [s["tokens"] for s in sessions if isinstance(s.get("tokens"), dict)]
 
     def account() -> float:
         """This session's counters so far, in the manifest (a killed session keeps them)."""
@@ -241,6 +245,11 @@ def _simulate(loaded: LoadedScenario, specs: list[Any], seed: int, run_dir: Path
                          "invalid_answers": invalid, "sessions": [*sessions, session]})
         if counters is not None:
             manifest["endpoint"] = counters.as_dict()
+        if tokens is not None:
+            mine = {k: v - tokens_before[k] for k, v in tokens.as_dict().items()}
+            session["tokens"] = mine
+            manifest["backend"]["tokens"] = {k: v + sum(t.get(k, 0) for t in tokens_earlier)
+                                             for k, v in mine.items()}
         return seconds
 
     while model.running:

@@ -348,6 +348,11 @@ class TransformersOptions(Strict):
     dtype: Dtype = "float32"
     device: str = Field(default="cpu", min_length=1)
     token_budget: int = Field(default=8192, ge=256, description="padded tokens per forward pass")
+    prefix_reuse: bool = Field(default=True, description="compute each shared prompt prefix once "
+                               "(exact to float rounding; off: every prompt whole)")
+    prefix_cache_mb: int = Field(default=0, ge=0, description="MiB of recent calls' prompts' keys "
+                                 "and values kept for prefix reuse (0: within a call only, "
+                                 "bit-identical reruns)")
 
 
 class VllmOptions(Strict):
@@ -392,6 +397,9 @@ class OpenAIOptions(Strict):
     api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     dialect: Literal["vllm", "openai"] = "vllm"
     max_in_flight: int = Field(default=32, ge=1)
+    # Prompts sharing every other field go together in one request, up to this many (the server
+    # answers a list of prompts): fewer requests, less per-request cost on both sides.
+    prompts_per_request: int = Field(default=1, ge=1)
     top_logprobs: int = Field(default=20, ge=1)
     max_retries: int = Field(default=6, ge=0)
     backoff_base: float = Field(default=0.5, ge=0)
@@ -435,6 +443,13 @@ BACKEND_OPTIONS: dict[str, type[Strict]] = {
     "transformers": TransformersOptions, "vllm": VllmOptions, "openai": OpenAIOptions}
 
 
+# The order of a round's system message (agents/conversation.py): persona, instructions, memory,
+# stimulus (today's, the default), or the text every participant of a condition shares first
+# (instructions, stimulus), then persona and memory, so backends can compute that prefix once.
+PERSONA_FIRST, SHARED_FIRST = "persona_first", "shared_first"
+PromptLayout = Literal["persona_first", "shared_first"]
+
+
 class Scenario(Strict):
     """A whole experiment: population, conditions, rounds, stages, persona, coherence, analysis."""
 
@@ -452,6 +467,7 @@ class Scenario(Strict):
     persona_without_demographics: str | None = Field(default=None, min_length=1)
     instructions: str = ""
     stimulus: str = Field(min_length=1)
+    prompt_layout: PromptLayout = PERSONA_FIRST
     rounds: list[Round] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
     coherence: list[CoherenceRule] = Field(default_factory=list)

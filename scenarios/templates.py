@@ -29,6 +29,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
+from scenarios.template_memo import MEMO
+
 OUTPUT_LIMIT = 64 * 1024  # characters one rendered template may have
 VALUE_LIMIT = 64 * 1024  # characters any one value inside a template may expand to
 RANGE_LIMIT = 10_000  # items of `range()` (jinja2's own sandbox allows 100,000)
@@ -372,8 +374,22 @@ def _compiled(source: str) -> Template:
 
 def render(source: str, variables: Mapping[str, Any]) -> str:
     """Render a scenario template in the bounded sandbox; unknown names and unsafe access raise,
-    and so does going past a limit (TemplateLimitError, whose message names the limit)."""
+    and so does going past a limit (TemplateLimitError, whose message names the limit).
+
+    A rendering is remembered (scenarios/template_memo.py): the same template over the values it
+    can see gives the same text, so a question shared by a whole condition renders once, not once per
+    participant. Failures are never remembered: they raise again each time."""
+    key = MEMO.key(source, variables, _ENV.parse)
+    text = MEMO.get(key)
+    if text is None:
+        text = _render(source, variables)
+        MEMO.put(key, text)
+    return text
+
+
+def _render(source: str, variables: Mapping[str, Any]) -> str:
     template = _compiled(source)
+    MEMO.renders += 1
     token = _BUDGET.set(Budget())
     try:
         chunks, size = [], 0

@@ -1,10 +1,13 @@
 """A local stand-in for an OpenAI-compatible server that misbehaves on a script (127.0.0.1 only).
 
 Each POST takes the next behaviour from the script; once it runs out, every answer is correct.
-Behaviours: ok, 500, 503, 429, 400, hang (answers after the client has given up), drop (closes
-the connection without a response), garbage (not JSON), nologprobs (JSON without logprobs).
-Requests a `poison` predicate picks get garbage every time, whatever the script says.
-A correct choice answer gives token t the log-probability `fake_logprob(t)`.
+Behaviours: ok, 500, 503, 429, 400, hang (holds the request until the server closes, far past
+any client timeout), drop (closes the connection without a response), garbage (not JSON),
+nologprobs (JSON without logprobs).
+Requests a `poison` predicate picks get garbage every time, whatever the script says. A request
+may hold a list of prompts (one choice each, numbered by `index`); prompts an `unreadable`
+predicate picks get a choice without logprobs. A correct choice answer gives token t the
+log-probability `fake_logprob(t)`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-HANG_SECONDS = 1.0
+# A hang outlasts every client timeout by far and a normal answer takes milliseconds, so whether
+# a request timed out never depends on how loaded the machine is; close() ends a hang at once.
+HANG_SECONDS = 120.0
+CLIENT_TIMEOUT = 2.0  # what the tests give the client: far above a normal answer, far below a hang
 TOP_LOGPROBS_BY_TEXT = {"A": -1.0, "B": -2.0, " the": -0.5}
 
 
@@ -30,14 +36,17 @@ class ScriptedServer:
     """Serves /v1/completions on a free local port from a thread; records every request."""
 
     def __init__(self, script: Iterable[str] = (), delay: float = 0.0,
-                 poison: Callable[[dict[str, Any]], bool] | None = None) -> None:
+                 poison: Callable[[dict[str, Any]], bool] | None = None,
+                 unreadable: Callable[[Any], bool] | None = None) -> None:
         self.script: deque[str] = deque(script)
         self.poison = poison  # requests it picks get garbage every time, outside the script
+        self.unreadable = unreadable  # prompts it picks are answered without logprobs
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
         self.authorization: list[str | None] = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
+        self.released = threading.Event()  # set on close: hanging requests stop waiting
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -62,6 +71,7 @@ class ScriptedServer:
             self.in_flight -= 1
 
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -72,15 +82,30 @@ class ScriptedServer:
         self.close()
 
 
-def correct_body(request: dict[str, Any]) -> dict[str, Any]:
-    """What a vLLM server would answer, with fake log-probabilities."""
-    if "logprob_token_ids" in request:
-        top = {f"token_id:{t}": fake_logprob(t) for t in request["logprob_token_ids"]}
-        return {"choices": [{"index": 0, "text": "x", "logprobs": {"top_logprobs": [top]}}]}
-    if request.get("logprobs"):
-        return {"choices": [{"index": 0, "text": "A", "logprobs": {"top_logprobs": [
-            TOP_LOGPROBS_BY_TEXT]}}]}
-    return {"choices": [{"index": 0, "text": "hello", "token_ids": [72, 73]}]}
+def prompts_of(request: dict[str, Any]) -> list[Any]:
+    """The request's prompts: one (token ids or text), or a list of them."""
+    prompt = request["prompt"]
+    listed = isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], list | str)
+    return list(prompt) if listed else [prompt]
+
+
+def correct_body(request: dict[str, Any],
+                 unreadable: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    """What a vLLM server would answer, with fake log-probabilities, one choice per prompt
+    (in reverse order, as nothing promises they come in order: `index` says which is which)."""
+    choices = []
+    for index, prompt in enumerate(prompts_of(request)):
+        choice: dict[str, Any] = {"index": index, "text": "hello", "token_ids": [72, 73]}
+        if "logprob_token_ids" in request:
+            top = {f"token_id:{t}": fake_logprob(t) for t in request["logprob_token_ids"]}
+            choice = {"index": index, "text": "x", "logprobs": {"top_logprobs": [top]}}
+        elif request.get("logprobs"):
+            choice = {"index": index, "text": "A", "logprobs": {"top_logprobs": [
+                TOP_LOGPROBS_BY_TEXT]}}
+        if unreadable is not None and unreadable(prompt):
+            choice.pop("logprobs", None)
+        choices.append(choice)
+    return {"choices": choices[::-1]}
 
 
 def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
@@ -104,7 +129,7 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if behaviour == "hang":
-                time.sleep(HANG_SECONDS)
+                server.released.wait(HANG_SECONDS)
             if behaviour in ("500", "503", "429", "400"):
                 headers = {"Retry-After": "0"} if behaviour == "429" else {}
                 self._send(int(behaviour), b'{"error": "scripted"}', headers)
@@ -113,7 +138,7 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             elif behaviour == "nologprobs":
                 self._send(200, json.dumps({"choices": [{"index": 0, "text": "A"}]}).encode())
             else:
-                self._send(200, json.dumps(correct_body(request)).encode())
+                self._send(200, json.dumps(correct_body(request, server.unreadable)).encode())
 
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)

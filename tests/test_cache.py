@@ -162,7 +162,7 @@ def test_a_run_killed_mid_write_keeps_every_committed_batch_whole(tmp_path):
 
 
 def test_the_api_key_never_reaches_the_cache_file(tiny_dir, tmp_path, monkeypatch):
-    pytest.importorskip("httpx")
+    pytest.importorskip("aiohttp")
     from engine.backends.openai_backend import OpenAIBackend
     from tests.scripted_server import ScriptedServer
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 from rich.console import Console
 
@@ -20,11 +20,11 @@ from engine.runner import run_scenario
 from engine.store import MANIFEST, RESPONSES
 from engine.transcript_view import render_transcript
 from tests.conftest import FLAGSHIP, run_cli
-from tests.scripted_server import HANG_SECONDS, ScriptedServer
+from tests.scripted_server import CLIENT_TIMEOUT, ScriptedServer
 
 PARTICIPANTS, SEED = 4, 9
 QUICK = {"max_in_flight": 1, "max_retries": 5, "backoff_base": 0.01, "backoff_max": 0.05,
-         "timeout": HANG_SECONDS * 0.6, "max_invalid": 3}
+         "timeout": CLIENT_TIMEOUT, "max_invalid": 3}
 
 
 def test_a_run_through_a_faulty_endpoint_completes_and_counts_retries_and_invalid_answers(

@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 from engine.backends.base import ChoiceQuery, TextQuery, options_from_logprobs
 from engine.backends.openai_backend import (
@@ -26,9 +27,9 @@ from engine.backends.openai_backend import (
     UnreadableAnswerError,
 )
 from tests.backend_queries import choice_queries, max_abs_diff, text_queries
-from tests.scripted_server import HANG_SECONDS, ScriptedServer, fake_logprob
+from tests.scripted_server import CLIENT_TIMEOUT, ScriptedServer, fake_logprob, prompts_of
 
-FAST = {"max_retries": 5, "backoff_base": 0.01, "backoff_max": 0.05, "timeout": HANG_SECONDS / 4,
+FAST = {"max_retries": 5, "backoff_base": 0.01, "backoff_max": 0.05, "timeout": CLIENT_TIMEOUT,
         "max_invalid": 3}
 SERVER_START_SECONDS = 240
 
@@ -141,6 +142,42 @@ def test_text_is_read_and_text_unreadable_every_time_raises(tiny_dir):
             client.generate(queries)
 
 
+def test_prompts_that_share_their_fields_go_in_one_request_and_read_as_if_sent_alone(tiny_dir):
+    queries = choice_queries(("base", "tuned"), count=15)
+    per_request = 2
+    with ScriptedServer(["500", "drop"]) as server:  # a shared request is retried whole
+        client = backend(tiny_dir, server, prompts_per_request=per_request,
+                         served={"tuned": "tuned"})
+        answers = client.option_distributions(queries)
+    for query, answer in zip(queries, answers, strict=True):
+        assert answer.invalid is None
+        np.testing.assert_allclose(answer.probs, expected(client, query), atol=1e-12)
+    groups = Counter((q.policy, q.labels) for q in queries).values()
+    sizes = [min(per_request, n - start) for n in groups for start in range(0, n, per_request)]
+    assert client.counters.requests == len(server.requests) == len(sizes) + 2
+    assert client.counters.retries == 2
+    sent = [prompts_of(r) for r in server.requests[2:]]
+    assert sorted(len(p) for p in sent) == sorted(sizes) and max(sizes) == per_request
+    assert sorted(map(tuple, (p for ps in sent for p in ps))) == sorted(
+        tuple(client.chat.ids(q.messages)) for q in queries)
+
+
+def test_an_unreadable_prompt_in_a_shared_request_is_asked_again_without_the_others(tiny_dir):
+    messages = [q.messages for q in choice_queries(("base",), count=4)]
+    queries = [ChoiceQuery(m, ("A", "B")) for m in messages]
+    with ScriptedServer() as server:
+        client = backend(tiny_dir, server, prompts_per_request=4)
+        victim = client.chat.ids(messages[2])
+        server.unreadable = lambda prompt: prompt == victim
+        answers = client.option_distributions(queries)
+    assert [a.invalid is None for a in answers] == [True, True, False, True]
+    assert "unreadable after 3 attempts" in answers[2].invalid
+    assert "no logprobs" in answers[2].invalid
+    assert [prompts_of(r) for r in server.requests[1:]] == [[victim], [victim]]
+    assert len(prompts_of(server.requests[0])) == 4
+    assert (client.counters.invalid, client.counters.failed) == (3, 1)
+
+
 def test_backoff_grows_within_its_cap_and_honours_retry_after():
     policy = RetryPolicy(backoff_base=1.0, backoff_max=5.0)
     assert all(0 <= policy.delay(attempt, None) <= min(5.0, 2 ** attempt) for attempt in range(8))
@@ -156,16 +193,18 @@ def free_port() -> int:
 
 
 def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
-    import httpx
+    from urllib.error import URLError
+    from urllib.request import urlopen
 
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"vLLM server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
+            with urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (URLError, OSError):  # not listening yet
             pass
         time.sleep(1)
     pytest.fail(f"vLLM server not healthy after {SERVER_START_SECONDS} s:\n{log.read_text()[-3000:]}")
@@ -216,6 +255,19 @@ def test_the_vllm_server_agrees_with_transformers_with_and_without_adapters(
         mine = [i for i, q in enumerate(queries) if q.policy == policy]
         assert max_abs_diff([got[i] for i in mine], [want[i] for i in mine]) <= 1e-3
     assert (client.counters.retries, client.counters.invalid) == (0, 0)
+
+
+@pytest.mark.vllm
+def test_several_prompts_per_request_read_the_same_answers_from_the_vllm_server(
+        vllm_server, tiny_dir, tiny_adapters, peft_reference):
+    queries = choice_queries(("base", "tuned"), count=24)
+    alone, together = (OpenAIBackend(tiny_dir, base_url=vllm_server, served_model="tiny",
+                                     adapters=tiny_adapters, prompts_per_request=n) for n in (1, 8))
+    one, many = alone.option_distributions(queries), together.option_distributions(queries)
+    assert together.counters.requests < alone.counters.requests == len(queries)
+    assert max_abs_diff(many, one) <= 1e-4  # only the server's batching differs
+    assert max_abs_diff(many, peft_reference.option_distributions(queries)) <= 1e-3
+    assert (together.counters.retries, together.counters.invalid) == (0, 0)
 
 
 @pytest.mark.vllm

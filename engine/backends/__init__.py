@@ -30,7 +30,8 @@ def _transformers(model_dir: Path, adapters: Adapters, seed: int, options: dict[
 
     o = TransformersOptions.model_validate(options)
     return TransformersBackend(model_dir, adapters=adapters, dtype=o.dtype, device=o.device,
-                               token_budget=o.token_budget)
+                               token_budget=o.token_budget, prefix_reuse=o.prefix_reuse,
+                               prefix_cache_mb=o.prefix_cache_mb)
 
 
 def _vllm(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, Any]) -> Backend:
@@ -62,7 +63,7 @@ def _openai(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, A
     try:
         from engine.backends.openai_backend import OpenAIBackend
     except ImportError as exc:
-        raise _missing("openai", "httpx", "pip install httpx", exc) from None
+        raise _missing("openai", "aiohttp", "pip install aiohttp", exc) from None
     o = OpenAIOptions.model_validate(options)
     return OpenAIBackend(model_dir, adapters=adapters, seed=seed, **o.model_dump())
 

@@ -13,16 +13,21 @@ token is scored: it is the token finetuning trains, so scoring and training agre
 on SmolLM2-135M-Instruct after "assistant\n", the other form holds about 1e-4 of the next-token
 mass against 0.5-0.7 on the bare labels, so leaving it out moves an answer's probabilities by
 about 1e-4 at most.
+
+One query's prompt is wanted twice, for its response-cache key and by the backend: inside
+`remembering()` (one batch) each conversation's template is applied once and its text reused.
+A participant's questions of a round share their system turn: its token ids are computed once
+(engine/backends/token_prefix.py, which says why the ids are exactly those of the whole text).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer
-
+from engine.backends.token_prefix import PrefixIds
 from scenarios.errors import InputError, Problem
 
 
@@ -34,9 +39,14 @@ class ChatPrompt:
         if not self.model_dir.is_dir():
             raise InputError([Problem(str(self.model_dir), None, "model",
                                       "not a directory with a tokenizer and chat template")])
+        from transformers import AutoTokenizer  # here: importing this module stays light
+
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self._label_ids: dict[str, int] = {}
         self.label_prefix = self._label_prefix()
+        self._texts: dict[tuple[Any, ...], str] | None = None  # set inside remembering()
+        self.applied = 0  # times the chat template was applied to a conversation
+        self.prefixes = PrefixIds(self.tokenizer)
 
     def _label_prefix(self) -> str:
         """'' when the template's answer position follows whitespace, else ' ' (see above).
@@ -50,21 +60,46 @@ class ChatPrompt:
             return ""
         return "" if not text or text[-1].isspace() else " "
 
+    @contextmanager
+    def remembering(self) -> Iterator[None]:
+        """Inside the block, each distinct conversation's text is rendered once (the cache key
+        and the backend then read the same string); outside, nothing is kept. Nested blocks
+        share the outermost's texts, so memory is bounded by one batch."""
+        if self._texts is not None:
+            yield
+            return
+        self._texts = {}
+        try:
+            yield
+        finally:
+            self._texts = None
+
     def text(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
+        texts = self._texts
+        if texts is None:
+            return self._apply(messages)
+        key = tuple(messages)  # Messages are frozen dataclasses: hashable by content
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = self._apply(messages)
+        return text
+
+    def _apply(self, messages: Sequence[Any]) -> str:
+        self.applied += 1
         return self.tokenizer.apply_chat_template(
             [m.as_dict() for m in messages], tokenize=False, add_generation_prompt=True)
 
     def ids(self, messages: Sequence[Any]) -> list[int]:
         """The prompt's token ids; the template already holds any BOS token."""
-        return self.tokenizer.encode(self.text(messages), add_special_tokens=False)
+        return self.prefixes.ids(self.text(messages), _first_content(messages))
 
     def ids_many(self, conversations: Sequence[Sequence[Any]]) -> list[list[int]]:
         """Token ids of many prompts in one tokenizer call (the fast tokenizer's batch path)."""
         if not conversations:
             return []
         texts = [self.text(messages) for messages in conversations]
-        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return self.prefixes.ids_many(texts, [_first_content(m) for m in conversations])
 
     def label_id(self, label: str) -> int:
         """The single token an option label is answered with, right after this template's prompt
@@ -83,3 +118,15 @@ class ChatPrompt:
     def label_ids(self, labels: Sequence[str]) -> list[int]:
         """Token ids of a question's option labels, in order."""
         return [self.label_id(label) for label in labels]
+
+
+def _first_content(messages: Sequence[Any]) -> str | None:
+    """The first message's content (the system turn a participant's questions share)."""
+    return getattr(messages[0], "content", None) if messages else None
+
+
+def prompts_remembered(backend: Any) -> Any:
+    """`remembering()` of the backend's ChatPrompt (through a cache wrapper too), or a no-op for a
+    backend that renders no chat template here."""
+    chat = getattr(backend, "chat", None)
+    return chat.remembering() if isinstance(chat, ChatPrompt) else nullcontext()

@@ -1,10 +1,15 @@
-"""In-process transformers backend: batched, left-padded forward passes on CPU (or GPU)."""
+"""In-process transformers backend: batched, left-padded forward passes on CPU (or GPU).
+
+Option scoring computes each shared token prefix once and keeps recent prompts' keys and values
+(engine/backends/prefix_reuse.py); `prefix_reuse=False` scores every prompt whole, as before.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,13 +21,29 @@ from transformers.utils import logging as hf_logging
 
 from engine.backends.base import ChoiceQuery, Distribution, TextQuery, options_from_logprobs
 from engine.backends.chat_template import ChatPrompt
+from engine.backends.prefix_reuse import PrefixScorer
 from scenarios.errors import InputError, Problem
 
 # Padded tokens per forward pass. Measured on 2 CPU cores with builtin:tiny: ~8k-token batches
 # run at 70-100k tokens/s, 25k-token batches fall to ~25k tokens/s (activations leave the cache).
 TOKEN_BUDGET = 8_192
+# Keys and values of recent calls' prompts kept for prefix reuse, in MiB (a chunk being computed
+# comes on top, a quarter of this). 0: reuse within a call only, so reruns and resumed runs are
+# bit-identical (see prefix_reuse). SmolLM2-135M holds 46 KB per token in float32, builtin:tiny 2 KB.
+PREFIX_CACHE_MB = 0
 
 hf_logging.disable_progress_bar()  # rich draws the only progress bar
+
+
+@dataclass
+class PromptTokens:
+    """Prompt tokens submitted for scoring, and how many of them the model computed."""
+
+    prompt_submitted: int = 0
+    prompt_computed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class TransformersBackend:
@@ -36,7 +57,8 @@ class TransformersBackend:
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "float32", device: str = "cpu",
                  token_budget: int = TOKEN_BUDGET,
-                 adapters: Mapping[str, Path | None] | None = None) -> None:
+                 adapters: Mapping[str, Path | None] | None = None, prefix_reuse: bool = True,
+                 prefix_cache_mb: int = PREFIX_CACHE_MB) -> None:
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise InputError([Problem(str(self.model_dir), None, "model",
@@ -51,6 +73,12 @@ class TransformersBackend:
         self.device, self.dtype, self.token_budget = device, dtype, token_budget
         self.policies: dict[str, Path | None] = {"base": None, **(adapters or {})}
         self._load_adapters()
+        self.prompt_tokens = PromptTokens()
+        self.prefix: PrefixScorer | None = None
+        if prefix_reuse and full_attention(self.model.config):
+            self.prefix = PrefixScorer(lambda **kw: self.model(**kw), token_budget=token_budget,
+                                       cache_bytes=prefix_cache_mb << 20, device=device,
+                                       token_bytes=kv_bytes_per_token(self.model.config, dtype))
 
     def _load_adapters(self) -> None:
         """Wrap the base model once with every adapter, each under its policy's name."""
@@ -108,18 +136,40 @@ class TransformersBackend:
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Probability of each option label as the first answer token, renormalised."""
         prompts = [self.prompt_ids(q.messages) for q in queries]
+        labels = [[self.label_id(label) for label in q.labels] for q in queries]
+        self.prompt_tokens.prompt_submitted += sum(map(len, prompts))
+        if self.prefix is not None:
+            return self._reused(queries, prompts, labels)
+        self.prompt_tokens.prompt_computed += sum(map(len, prompts))
         out: list[Distribution | None] = [None] * len(queries)
         for batch in self._batches(prompts, [q.policy for q in queries]):
             with self.policy(queries[batch[0]].policy):
                 logprobs = self._last_logprobs([prompts[i] for i in batch])
             for row, i in enumerate(batch):
-                ids = [self.label_id(label) for label in queries[i].labels]
-                out[i] = options_from_logprobs(logprobs[row, ids])
+                out[i] = options_from_logprobs(logprobs[row, labels[i]])
+        return [d for d in out if d is not None]
+
+    def _reused(self, queries: Sequence[ChoiceQuery], prompts: list[list[int]],
+                labels: list[list[int]]) -> list[Distribution]:
+        """option_distributions with each shared prefix computed once (see prefix_reuse)."""
+        assert self.prefix is not None
+        out: list[Distribution | None] = [None] * len(queries)
+        before = self.prefix.computed
+        for name in dict.fromkeys(q.policy for q in queries):
+            mine = [i for i, q in enumerate(queries) if q.policy == name]
+            with torch.inference_mode(), self.policy(name):
+                found = self.prefix.label_logprobs(name, [prompts[i] for i in mine],
+                                                   [labels[i] for i in mine])
+            for i, logprobs in zip(mine, found, strict=True):
+                out[i] = options_from_logprobs(logprobs)
+        self.prompt_tokens.prompt_computed += self.prefix.computed - before
         return [d for d in out if d is not None]
 
     def generate(self, queries: Sequence[TextQuery]) -> list[str]:
         """Greedy text for each query (batched, left padded)."""
         prompts = [self.prompt_ids(q.messages) for q in queries]
+        self.prompt_tokens.prompt_submitted += sum(map(len, prompts))
+        self.prompt_tokens.prompt_computed += sum(map(len, prompts))
         texts = [""] * len(queries)
         for batch in self._batches(prompts, [q.policy for q in queries]):
             ids, mask = self._pad([prompts[i] for i in batch])
@@ -156,6 +206,8 @@ class TransformersBackend:
     def answer_logits(self, prompts: list[list[int]], keep: int = 1) -> torch.Tensor:
         """Logits over the vocabulary at the last `keep` positions of each prompt, [batch, keep,
         vocab]; [:, -1] is the answer position. Finetuning trains these very logits."""
+        if self.prefix is not None:  # training changes the weights the kept prefixes came from
+            self.prefix.forget()
         ids, mask = self._pad(prompts)
         # Positions count real tokens only, so a left-padded prompt scores as if alone.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -167,6 +219,23 @@ class TransformersBackend:
         with torch.inference_mode():
             logits = self.answer_logits(prompts)[:, -1, :]
         return torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+
+
+def full_attention(config: Any) -> bool:
+    """Whether every layer attends to the whole past (no sliding window), the one cache layout
+    prefix reuse rebuilds; other models score every prompt whole."""
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return all(kind == "full_attention" for kind in layer_types)
+    return (getattr(config, "sliding_window", None) is None
+            or getattr(config, "use_sliding_window", True) is False)
+
+
+def kv_bytes_per_token(config: Any, dtype: str) -> int:
+    """Bytes of keys and values one token holds across the model's layers."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * getattr(torch, dtype).itemsize
 
 
 def weights_digest(model_dir: Path) -> str:

@@ -1,0 +1,170 @@
+"""Shared-prefix reuse in the transformers backend: every shared prompt prefix is computed once,
+and the distributions are those of scoring every prompt whole."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.conversation import Message
+from engine.backends.base import ChoiceQuery
+from engine.backends.prefix_reuse import MIN_SHARED, common_prefix
+
+PERSONA = ("You are a participant in an online decision-making study. You are 39 years old and "
+           "your highest education is some college. In this game you are a pirate; an island "
+           "has two beaches, each hiding 100 gold coins, and the queen may defend either.")
+RAID = ("Which beach do you raid this round?\nA) North Beach\nB) South Beach\n"
+        "Answer with the letter of one option.")
+BELIEVE = ("Where do you believe the queen has deployed new security?\nA) North only\n"
+           "B) South only\nC) Both\nD) Neither\nAnswer with the letter of one option.")
+
+
+def family(policy: str) -> list[ChoiceQuery]:
+    """Prompts that share a long system message, one that extends another whole, a duplicate,
+    and prompts that share only the template's first tokens, short and long."""
+    system = Message("system", PERSONA)
+    believed = (system, Message("user", BELIEVE))
+    return [ChoiceQuery(believed, ("A", "B", "C", "D"), policy),
+            ChoiceQuery((system, Message("user", RAID)), ("A", "B"), policy),
+            ChoiceQuery((*believed, Message("assistant", "C"), Message("user", RAID)), ("A", "B"),
+                        policy),
+            ChoiceQuery(believed, ("A", "B", "C", "D"), policy),
+            ChoiceQuery((Message("system", "Raid?"), Message("user", RAID)), ("B", "A"), policy),
+            ChoiceQuery((Message("system", "Queen. " + PERSONA * 3), Message("user", RAID)),
+                        ("A", "B"), policy)]
+
+
+def gap(left: list, right: list) -> float:
+    return max(float(np.abs(a.probs - b.probs).max()) for a, b in zip(left, right, strict=True))
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_dir, tiny_adapters):
+    """builtin:tiny with two LoRA policies, reuse on (keeping recent calls' prompts) and off, in
+    float64 and float32."""
+    from engine.backends.transformers_backend import TransformersBackend
+
+    return {(dtype, reuse): TransformersBackend(tiny_dir, dtype=dtype, adapters=tiny_adapters,
+                                                prefix_reuse=reuse, prefix_cache_mb=64)
+            for dtype in ("float64", "float32") for reuse in (True, False)}
+
+
+QUERIES = [q for policy in ("base", "tuned", "other") for q in family(policy)]
+
+
+def test_reuse_gives_the_distributions_of_whole_prompts_adapters_on_and_off(backends):
+    # float64 makes rounding negligible: what is left is whether the arithmetic is the same.
+    reused = backends["float64", True].option_distributions(QUERIES)
+    whole = backends["float64", False].option_distributions(QUERIES)
+    assert gap(reused, whole) < 1e-12
+    # The policies really differ: a prefix computed under one adapter would show.
+    assert gap(reused[:6], reused[6:12]) > 1e-3 and gap(reused[6:12], reused[12:]) > 1e-3
+
+
+def test_in_float32_reuse_stays_within_float32_rounding(backends):
+    reused = backends["float32", True].option_distributions(QUERIES)
+    whole = backends["float32", False].option_distributions(QUERIES)
+    # builtin:tiny's random weights amplify rounding: scoring prompts whole, one at a time
+    # instead of batched, already moves a float32 probability by about 1e-6 (float64: 1e-15).
+    alone = [d for q in QUERIES for d in backends["float32", False].option_distributions([q])]
+    assert gap(reused, whole) <= max(1e-6, 4 * gap(alone, whole)) <= 1e-5
+
+
+def test_a_prompt_that_extends_an_earlier_call_computes_only_its_new_tokens(tiny_dir, tiny_adapters,
+                                                                           backends):
+    from engine.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_dir, dtype="float64", adapters=tiny_adapters,
+                                  prefix_cache_mb=64)
+    first, later = family("tuned")[0], family("tuned")[2]  # later = first + answer + question
+    backend.option_distributions([first])
+    before = backend.prompt_tokens.prompt_computed
+    got = backend.option_distributions([later])
+    new = len(backend.prompt_ids(later.messages)) - len(backend.prompt_ids(first.messages))
+    assert backend.prompt_tokens.prompt_computed - before == new
+    assert gap(got, backends["float64", False].option_distributions([later])) < 1e-12
+
+
+def test_each_shared_prefix_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
+    from engine.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_dir)  # by default nothing is kept between calls
+    queries = [family("base")[i] for i in (0, 1, 4)]
+    first = backend.option_distributions(queries)
+    a, b, other = (backend.prompt_ids(q.messages) for q in queries)
+    shared = common_prefix(a, b)
+    assert shared >= MIN_SHARED > max(common_prefix(a, other), common_prefix(b, other))
+    for _ in range(2):  # the second call finds nothing kept and computes the same again
+        before = backend.prompt_tokens.as_dict()
+        backend.option_distributions(queries)
+        after = backend.prompt_tokens.as_dict()
+        assert after["prompt_submitted"] - before["prompt_submitted"] == len(a) + len(b) + len(other)
+        assert after["prompt_computed"] - before["prompt_computed"] == len(a) + len(b) - shared + len(other)
+    again = backend.option_distributions(queries)
+    assert all(np.array_equal(x.probs, y.probs) for x, y in zip(first, again, strict=True))
+
+
+def test_small_memory_and_token_budgets_split_the_work_but_not_the_answers(tiny_dir, backends):
+    from engine.backends.transformers_backend import TransformersBackend
+
+    tight = TransformersBackend(tiny_dir, dtype="float64", token_budget=256, prefix_cache_mb=0)
+    many = family("base") + [ChoiceQuery((Message("system", PERSONA[:n]), Message("user", RAID)),
+                                         ("A", "B")) for n in range(40, 200, 20)]
+    assert gap(tight.option_distributions(many),
+               backends["float64", False].option_distributions(many)) < 1e-12
+
+
+def test_reuse_off_computes_every_prompt_token(backends):
+    backend = backends["float32", False]
+    assert backend.prefix is None
+    before = backend.prompt_tokens.as_dict()
+    backend.option_distributions(QUERIES)
+    after = backend.prompt_tokens.as_dict()
+    submitted = sum(len(backend.prompt_ids(q.messages)) for q in QUERIES)
+    assert after["prompt_submitted"] - before["prompt_submitted"] == submitted
+    assert after["prompt_computed"] - before["prompt_computed"] == submitted
+
+
+def test_answer_logits_are_the_same_and_forget_the_kept_prefixes(backends):
+    import torch
+
+    on, off = backends["float32", True], backends["float32", False]
+    on.option_distributions(QUERIES[:6])
+    assert on.prefix.kept["base"].chunks
+    prompts = [on.prompt_ids(q.messages) for q in QUERIES[:6]]
+    with torch.no_grad(), on.policy("tuned"), off.policy("tuned"):
+        assert torch.equal(on.answer_logits(prompts, keep=2), off.answer_logits(prompts, keep=2))
+    assert not on.prefix.kept  # training changes weights: nothing computed before may be read
+
+
+def test_the_option_turns_reuse_off(tiny_dir):
+    from engine.backends import create_backend
+
+    assert create_backend("transformers", tiny_dir, options={"prefix_reuse": False}).prefix is None
+    assert create_backend("transformers", tiny_dir).prefix is not None
+
+
+def test_flagship_computes_at_most_half_its_prompt_tokens_with_the_same_answers(flagship, tmp_path):
+    import pandas as pd
+
+    from engine.runner import run_scenario
+
+    tables, tokens = {}, {}
+    for reuse in (True, False):  # keeping the belief stage's prompts for the action stage
+        out = tmp_path / f"reuse-{reuse}"
+        run_scenario(flagship, participants=4, out=out,
+                     backend_options={"prefix_reuse": reuse, "prefix_cache_mb": 64})
+        tokens[reuse] = json.loads((out / "manifest.json").read_text())["backend"]["tokens"]
+        tables[reuse] = pd.read_parquet(out / "responses.parquet")
+    assert tokens[True]["prompt_submitted"] == tokens[False]["prompt_submitted"] > 0
+    assert tokens[False]["prompt_computed"] == tokens[False]["prompt_submitted"]
+    assert tokens[True]["prompt_computed"] <= 0.5 * tokens[True]["prompt_submitted"]
+    on, off = tables[True], tables[False]
+    assert on["answer"].tolist() == off["answer"].tolist()
+    # Probabilities are stored to 6 decimals; float32 rounding on builtin:tiny's random weights
+    # moves a probability by up to ~3e-6 whichever way a batch is cut, reuse or not.
+    worst = max(np.abs(np.asarray(a) - np.asarray(b)).max()
+                for a, b in zip(on["probs"], off["probs"], strict=True))
+    assert worst <= 1e-5
