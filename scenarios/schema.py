@@ -348,8 +348,9 @@ class TransformersOptions(Strict):
     dtype: Dtype = "float32"
     device: str = Field(default="cpu", min_length=1)
     token_budget: int = Field(default=8192, ge=256, description="padded tokens per forward pass")
-    prefix_reuse: bool = Field(default=True, description="compute each shared prompt prefix once "
-                               "(exact to float rounding; off: every prompt whole)")
+    prefix_reuse: bool | None = Field(default=None, description="compute each shared prompt prefix "
+                                      "once (exact to float rounding; false: every prompt whole; "
+                                      "unset: on for models of 50M parameters or more)")
     prefix_cache_mb: int = Field(default=0, ge=0, description="MiB of recent calls' prompts' keys "
                                  "and values kept for prefix reuse (0: within a call only, "
                                  "bit-identical reruns)")

@@ -77,7 +77,7 @@ def test_a_prompt_that_extends_an_earlier_call_computes_only_its_new_tokens(tiny
     from engine.backends.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(tiny_dir, dtype="float64", adapters=tiny_adapters,
-                                  prefix_cache_mb=64)
+                                  prefix_reuse=True, prefix_cache_mb=64)
     first, later = family("tuned")[0], family("tuned")[2]  # later = first + answer + question
     backend.option_distributions([first])
     before = backend.prompt_tokens.prompt_computed
@@ -90,7 +90,7 @@ def test_a_prompt_that_extends_an_earlier_call_computes_only_its_new_tokens(tiny
 def test_each_shared_prefix_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
     from engine.backends.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(tiny_dir)  # by default nothing is kept between calls
+    backend = TransformersBackend(tiny_dir, prefix_reuse=True)  # by default nothing is kept
     queries = [family("base")[i] for i in (0, 1, 4)]
     first = backend.option_distributions(queries)
     a, b, other = (backend.prompt_ids(q.messages) for q in queries)
@@ -109,7 +109,8 @@ def test_each_shared_prefix_is_computed_once_in_a_call_and_reruns_give_the_same_
 def test_small_memory_and_token_budgets_split_the_work_but_not_the_answers(tiny_dir, backends):
     from engine.backends.transformers_backend import TransformersBackend
 
-    tight = TransformersBackend(tiny_dir, dtype="float64", token_budget=256, prefix_cache_mb=0)
+    tight = TransformersBackend(tiny_dir, dtype="float64", token_budget=256, prefix_reuse=True,
+                                prefix_cache_mb=0)
     many = family("base") + [ChoiceQuery((Message("system", PERSONA[:n]), Message("user", RAID)),
                                          ("A", "B")) for n in range(40, 200, 20)]
     assert gap(tight.option_distributions(many),
@@ -143,7 +144,9 @@ def test_the_option_turns_reuse_off(tiny_dir):
     from engine.backends import create_backend
 
     assert create_backend("transformers", tiny_dir, options={"prefix_reuse": False}).prefix is None
-    assert create_backend("transformers", tiny_dir).prefix is not None
+    assert create_backend("transformers", tiny_dir, options={"prefix_reuse": True}).prefix is not None
+    # unset, it follows the model's size: builtin:tiny is far too small for reuse to pay
+    assert create_backend("transformers", tiny_dir).prefix is None
 
 
 def test_flagship_computes_at_most_half_its_prompt_tokens_with_the_same_answers(flagship, tmp_path):
