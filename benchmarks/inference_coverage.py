@@ -96,10 +96,15 @@ class _Missing:
     estimable = False
 
 
-def standin(run_dir: Path, repetitions: int, n: int, tally: Tally, seed: int) -> None:
-    """The stand-in's proportions and attack_choice coefficients over repeated splits."""
+def standin(run_dir: Path, repetitions: int, n: int, tally: Tally, seed: int,
+            policy_name: str | None = None) -> None:
+    """The stand-in's proportions and attack_choice coefficients over repeated splits, with
+    the answers of the run's policy `policy_name` (default: its first)."""
     inputs = read_run(run_dir, None)
-    experiment, policy = inputs.experiment, inputs.policies[0]
+    experiment, names = inputs.experiment, [p.name for p in inputs.policies]
+    if policy_name is not None and policy_name not in names:
+        raise SystemExit(f"--policy {policy_name!r}: the run's policies are {', '.join(names)}")
+    policy = inputs.policies[names.index(policy_name) if policy_name else 0]
     ids = sorted(set(policy.participant_ids) & set(inputs.human.participant_ids))
     from analysis.inference_run import subset
 
@@ -204,13 +209,16 @@ def main() -> int:
     args.add_argument("--repetitions", type=int, default=200)
     args.add_argument("--labelled", type=int, default=100, help="labelled humans per split")
     args.add_argument("--seed", type=int, default=0)
+    args.add_argument("--policy", default=None,
+                      help="the stand-in run's policy to use (default: its first)")
     args.add_argument("--no-chile", action="store_true", help="only the stand-in")
     args.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     opts = args.parse_args()
     tally, started = Tally(), time.perf_counter()
     with np.errstate(all="ignore"):
         if opts.standin_run is not None:
-            standin(opts.standin_run, opts.repetitions, opts.labelled, tally, opts.seed)
+            standin(opts.standin_run, opts.repetitions, opts.labelled, tally, opts.seed,
+                    opts.policy)
         if not opts.no_chile:
             chile(opts.repetitions, opts.labelled, tally, opts.seed)
     rows = tally.table()
