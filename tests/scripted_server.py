@@ -116,12 +116,18 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             behaviour = server.next_behaviour(request, self.headers.get("Authorization"))
+            self.counted = True  # in flight until its response starts (see _send)
             try:
                 time.sleep(server.delay)
                 self._act(behaviour, request)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up first
                 pass
             finally:
+                self._finished()
+
+        def _finished(self) -> None:
+            if self.counted:
+                self.counted = False
                 server.done()
 
         def _act(self, behaviour: str, request: dict[str, Any]) -> None:
@@ -146,6 +152,9 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
+            # No longer in flight once the response goes out: a client that reads it may send its
+            # next request before this thread would otherwise count this one done.
+            self._finished()
             self.end_headers()
             self.wfile.write(body)
 
