@@ -209,8 +209,10 @@ class _Data:
         experiment = inputs.experiment
         self.human = subset(inputs.human, labelled)
         self.twin, self.unlabelled = subset(policy, labelled), subset(policy, unlabelled)
-        self.probs_l = expected_answers(inputs.run_dir, experiment, policy.name, labelled)
-        self.probs_u = expected_answers(inputs.run_dir, experiment, policy.name, unlabelled)
+        both = expected_answers(inputs.run_dir, experiment, policy.name, labelled + unlabelled)
+        n = len(labelled)  # one read of the responses table for both groups
+        self.probs_l = {q: values[:n] for q, values in both.items()}
+        self.probs_u = {q: values[n:] for q, values in both.items()}
 
     def values(self, experiment: Experiment, q: int, k: int | None,
                keep_l: np.ndarray, keep_u: np.ndarray) -> tuple[np.ndarray, ...]:
