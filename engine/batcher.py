@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from engine.backends.base import Backend, ChoiceQuery, Distribution
-from engine.backends.chat_template import prompts_remembered
 
 
 class Batcher:
@@ -24,8 +23,9 @@ class Batcher:
         out: list[Distribution | None] = [None] * len(queries)
         for indices in groups.values():
             self.calls += 1
-            with prompts_remembered(self.backend):  # one chat template per query, batch by batch
-                answers = self.backend.option_distributions([queries[i] for i in indices])
+            # A backend renders each query's prompt once per call (the response cache, which
+            # renders it for the key as well, remembers it for the call: CachedBackend).
+            answers = self.backend.option_distributions([queries[i] for i in indices])
             if len(answers) != len(indices):
                 raise RuntimeError(
                     f"backend {self.backend.kind} returned {len(answers)} answers "

@@ -1,11 +1,12 @@
 """Response cache: every answer a backend gave, keyed by everything that determined it.
 
-A key is the SHA-256 of (backend kind, model identity, the policy's adapter identity, the
-rendered prompt, the option labels or the text length); the backend's identity carries its
-sampling parameters and seed. Answers live in SQLite (WAL, synchronous=FULL) in the run
-directory: each `put_many` is one transaction, so a run killed at any instant keeps every batch
-it committed and loses none half-written. A rerun over the same directory answers those from
-the cache and asks the backend only for the rest, which is what makes a run resumable.
+A key is the SHA-256 of what the backend says determines the asking policy's answers
+(`answer_identity`: the model and its settings, sampling and seed, that policy's adapter), the
+rendered prompt, and the option labels or the text length. The cache reads no backend's keys.
+Answers live in SQLite (WAL, synchronous=FULL) in the run directory: each `put_many` is one
+transaction, so a run killed at any instant keeps every batch it committed and loses none
+half-written. A rerun over the same directory answers those from the cache and asks the
+backend only for the rest, which is what makes a run resumable.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Backend, BackendError, ChoiceQuery, Distribution, TextQuery
+from engine.backends.base import (
+    Backend,
+    BackendError,
+    BackendWrapper,
+    ChoiceQuery,
+    Distribution,
+    TextQuery,
+)
 from engine.backends.chat_template import prompts_remembered
 from scenarios.errors import InputError, Problem
 
 CACHE_FILE = "responses.sqlite"
 CACHE_FILES = frozenset({CACHE_FILE, f"{CACHE_FILE}-wal", f"{CACHE_FILE}-shm", f"{CACHE_FILE}-journal"})
 KEY_VERSION = 1
-# Where and how a backend is reached, not what answers: a server on another port (or another
-# key variable) gives the same answers.
-NOT_IN_KEY = frozenset({"base_url", "api_key_env"})
-# Identity entries that map policy -> something: only the asking policy's entry enters its key, so
-# adding a policy to a run leaves the other policies' cached answers valid.
-PER_POLICY = ("adapters", "served")
 
 Answer = Distribution | str
 
@@ -57,9 +59,9 @@ class ResponseCache:
     @staticmethod
     def key(*, identity: Mapping[str, Any], adapter: Any, prompt: str,
             labels: Sequence[str] | None = None, max_tokens: int | None = None) -> str:
-        """Content hash of everything that determines one answer (`adapter`: the policy's part)."""
-        model = {k: v for k, v in identity.items() if k not in PER_POLICY and k not in NOT_IN_KEY}
-        content = {"v": KEY_VERSION, "model": model, "adapter": adapter, "prompt": prompt,
+        """Content hash of everything that determines one answer: `identity` and `adapter` are
+        the `model` and `adapter` parts of the backend's answer_identity(policy)."""
+        content = {"v": KEY_VERSION, "model": dict(identity), "adapter": adapter, "prompt": prompt,
                    "labels": None if labels is None else list(labels), "max_tokens": max_tokens}
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -117,17 +119,18 @@ def _decode(kind: str, answer: str) -> Answer:
     return Distribution(np.array(data["probs"], dtype=np.float64), float(data["option_mass"]))
 
 
-class CachedBackend:
+class CachedBackend(BackendWrapper):
     """A backend that answers what it has seen from the cache and sends only misses on.
 
     Identical queries in one batch are sent once. Answers marked invalid are passed through but
-    never stored, so a resumed run asks for them again.
+    never stored, so a resumed run asks for them again. Every other member of the contract is
+    the inner backend's (BackendWrapper).
     """
 
     def __init__(self, inner: Backend, cache: ResponseCache, *, read: bool = True,
                  chunk: int = 4096) -> None:
-        self.inner, self.cache = inner, cache
-        self.kind = inner.kind
+        super().__init__(inner)
+        self.cache = cache
         self.read = read
         self.chunk = chunk
         self.hits = 0
@@ -139,16 +142,6 @@ class CachedBackend:
         """Answers read back, answers asked of the backend, its calls, and answers left invalid."""
         return {"read": self.read, "hits": self.hits, "misses": self.misses,
                 "inner_calls": self.inner_calls, "invalid_not_stored": self.invalid}
-
-    def identity(self) -> dict[str, Any]:
-        """The inner backend's identity: the cache changes no answer."""
-        return self.inner.identity()
-
-    def __getattr__(self, name: str) -> Any:
-        # Backend-specific attributes (counters, tokenizer, close) stay reachable through the cache.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Cached answers where the cache has them; one inner call for all the rest."""
@@ -163,21 +156,10 @@ class CachedBackend:
             return self._answer(queries, keys, self.inner.generate)
 
     def _keys(self, queries: Sequence[Any], shape: Callable[[Any], dict[str, Any]]) -> list[str]:
-        identity = self.inner.identity()
-        per_policy: dict[str, dict[str, Any]] = {}
-        for policy in {q.policy for q in queries}:
-            part = {"adapter": adapter_identity(identity.get("adapters", {}).get(policy))}
-            if "served" in identity:
-                part["served"] = identity["served"].get(policy)
-            per_policy[policy] = part
-        return [ResponseCache.key(identity=identity, adapter=per_policy[q.policy],
-                                  prompt=self._prompt(q.messages), **shape(q)) for q in queries]
-
-    def _prompt(self, messages: Sequence[Any]) -> str:
-        render = getattr(self.inner, "prompt", None)
-        if render is not None:  # the exact text the model reads, template included
-            return str(render(messages))
-        return json.dumps([m.as_dict() for m in messages])
+        answerers = {policy: self.inner.answer_identity(policy) for policy in {q.policy for q in queries}}
+        return [ResponseCache.key(identity=answerers[q.policy]["model"],
+                                  adapter=answerers[q.policy]["adapter"],
+                                  prompt=self.inner.prompt(q.messages), **shape(q)) for q in queries]
 
     def _answer(self, queries: Sequence[Any], keys: list[str], ask: Callable[[list[Any]], list[Any]],
                 ) -> list[Any]:
@@ -212,15 +194,3 @@ class CachedBackend:
             self.cache.put_many((k, a) for k, a in new.items() if k not in unread)
             found = {**found, **new}
         return [found[key] for key in keys]
-
-
-def adapter_identity(path: str | Path | None) -> dict[str, str] | None:
-    """A local adapter directory by path and weights hash; anything else by its name alone."""
-    if path is None:
-        return None
-    directory = Path(path)
-    if not directory.is_dir():
-        return {"name": str(path)}
-    from engine.backends.transformers_backend import weights_digest
-
-    return {"path": str(directory), "sha256": weights_digest(directory)}

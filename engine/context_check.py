@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mesa
 import numpy as np
@@ -33,6 +33,9 @@ from agents.population import ParticipantSpec
 from engine.policies import Policy
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
+
+if TYPE_CHECKING:
+    from engine.backends.chat_template import ChatPrompt
 
 NEAR_LONGEST = 0.9  # tokenize queries at least this fraction of a participant's longest
 BYTE_MARGIN = 8  # tokens a tokenizer may add beyond one per byte (a leading space marker)
@@ -120,12 +123,12 @@ def _participant_prompts(model: mesa.Model, loaded: LoadedScenario, spec: Partic
 
 def check_context(loaded: LoadedScenario, specs: Sequence[ParticipantSpec],
                   policies: Sequence[Policy], seed: int, model_dir: Path | None,
-                  options: Mapping[str, Any], chat: Any = None) -> None:
+                  options: Mapping[str, Any], chat: ChatPrompt | None = None) -> None:
     """Raise InputError when any prompt of the run would not fit the model's context.
 
-    `chat` is the backend's ChatPrompt when a backend exists already; otherwise the model
-    directory's tokenizer is loaded (the weights are not). Nothing is checked for a model
-    directory whose config names no context length.
+    `chat` is the backend's ChatPrompt (`Backend.chat`) when a backend exists already; otherwise
+    the model directory's tokenizer is loaded (the weights are not). Nothing is checked for a
+    model directory whose config names no context length.
     """
     if model_dir is None:
         return

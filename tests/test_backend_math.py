@@ -18,24 +18,43 @@ def ask(text: str) -> tuple[Message, ...]:
                                     "Answer with the letter of one option."))
 
 
+QUERIES = [ChoiceQuery(ask("Which beach do you raid?"), ("A", "B", "C")),
+           ChoiceQuery(ask("A much longer question about which of the two beaches you raid "
+                           "this round, given everything the queen said?"), ("A", "B")),
+           ChoiceQuery(ask("Raid?"), ("C", "A", "B"))]
+# A left-padded batch is float32 arithmetic in another order: measured 1.2e-6 on AVX-512 kernels
+# (4e-8 on AVX2) against the same prompt alone. Ten times that bounds it; the math itself is
+# checked on each prompt alone, where only the chat template and the renormalisation remain.
+PADDING_NOISE = 1e-5
+
+
+def hand_distribution(backend, query):
+    """p(label token) at the answer position, by hand from the model's logits, renormalised."""
+    tok, model = backend.tokenizer, backend.model
+    text = tok.apply_chat_template([m.as_dict() for m in query.messages], tokenize=False,
+                                   add_generation_prompt=True)
+    ids = torch.tensor([tok.encode(text, add_special_tokens=False)])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1].double()
+    vocab_probs = torch.softmax(logits, dim=-1).numpy()
+    label_ids = [tok.convert_tokens_to_ids(label) for label in query.labels]
+    return vocab_probs[label_ids] / vocab_probs[label_ids].sum(), vocab_probs[label_ids].sum()
+
+
 def test_distribution_matches_a_hand_computation_on_the_tiny_model(tiny_backend):
-    queries = [ChoiceQuery(ask("Which beach do you raid?"), ("A", "B", "C")),
-               ChoiceQuery(ask("A much longer question about which of the two beaches you raid "
-                               "this round, given everything the queen said?"), ("A", "B")),
-               ChoiceQuery(ask("Raid?"), ("C", "A", "B"))]
-    batched = tiny_backend.option_distributions(queries)
-    tok, model = tiny_backend.tokenizer, tiny_backend.model
-    for query, got in zip(queries, batched, strict=True):
-        text = tok.apply_chat_template([m.as_dict() for m in query.messages], tokenize=False,
-                                       add_generation_prompt=True)
-        ids = torch.tensor([tok.encode(text, add_special_tokens=False)])
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, -1].double()
-        vocab_probs = torch.softmax(logits, dim=-1).numpy()
-        label_ids = [tok.convert_tokens_to_ids(label) for label in query.labels]
-        expected = vocab_probs[label_ids] / vocab_probs[label_ids].sum()
+    for query in QUERIES:
+        got = tiny_backend.option_distributions([query])[0]
+        expected, mass = hand_distribution(tiny_backend, query)
         np.testing.assert_allclose(got.probs, expected, atol=1e-6)
-        assert got.option_mass == pytest.approx(vocab_probs[label_ids].sum(), rel=1e-4)
+        assert got.option_mass == pytest.approx(mass, rel=1e-4)
+
+
+def test_a_batch_answers_each_query_as_it_would_be_answered_alone(tiny_backend):
+    batched = tiny_backend.option_distributions(QUERIES)
+    for query, got in zip(QUERIES, batched, strict=True):
+        alone = tiny_backend.option_distributions([query])[0]
+        np.testing.assert_allclose(got.probs, alone.probs, atol=PADDING_NOISE)
+        assert got.option_mass == pytest.approx(alone.option_mass, rel=1e-4)
 
 
 def test_renormalisation_is_exact_and_keeps_the_mass():

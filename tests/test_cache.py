@@ -12,8 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from engine.backends.base import ChoiceQuery, Distribution, TextQuery, invalid_distribution
-from engine.cache import CACHE_FILE, CachedBackend, ResponseCache, adapter_identity
+from engine.backends.base import (
+    BackendWrapper,
+    ChoiceQuery,
+    Distribution,
+    TextQuery,
+    invalid_distribution,
+)
+from engine.cache import CACHE_FILE, CachedBackend, ResponseCache
+from engine.weights import adapter_identity
 from tests.backend_queries import choice_queries, text_queries
 from tests.conftest import ROOT
 
@@ -22,17 +29,12 @@ IDENTITY = {"backend": "vllm", "model_dir": "/m", "weights_sha256": "abc", "dtyp
 KEY = {"identity": IDENTITY, "adapter": None, "prompt": "<s>hi", "labels": ("A", "B")}
 
 
-class CountingBackend:
+class CountingBackend(BackendWrapper):
     """A real backend, with a record of the queries each call receives."""
 
     def __init__(self, inner, answers: list | None = None) -> None:
-        self.inner, self.kind, self.calls, self.answers = inner, inner.kind, [], answers
-
-    def identity(self):
-        return self.inner.identity()
-
-    def prompt(self, messages):
-        return self.inner.prompt(messages)
+        super().__init__(inner)
+        self.calls, self.answers = [], answers
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         self.calls.append(list(queries))
@@ -70,9 +72,20 @@ def test_the_key_changes_when_any_component_changes(change):
     assert ResponseCache.key(**{**KEY, **change}) != ResponseCache.key(**KEY)
 
 
-def test_the_key_ignores_where_the_server_is_and_other_policies_adapters():
-    moved = {**IDENTITY, "base_url": "http://127.0.0.1:9999/v1", "adapters": {"new": "/b"}}
-    assert ResponseCache.key(**{**KEY, "identity": moved}) == ResponseCache.key(**KEY)
+def test_the_key_ignores_where_the_server_is_and_other_policies_adapters(tiny_dir, tiny_lora_dir):
+    from engine.backends.openai_backend import OpenAIBackend
+
+    # Leaving them out is the backend's answer_identity's job; the key hashes what it gives.
+    here = OpenAIBackend(tiny_dir, base_url="http://127.0.0.1:8000/v1", adapters={"tuned": tiny_lora_dir})
+    moved = OpenAIBackend(tiny_dir, base_url="http://127.0.0.1:9999/v1", api_key_env="OTHER_KEY",
+                          adapters={"tuned": tiny_lora_dir, "new": "/b"})
+
+    def key(backend, policy: str) -> str:
+        answerer = backend.answer_identity(policy)
+        return ResponseCache.key(**{**KEY, "identity": answerer["model"], "adapter": answerer["adapter"]})
+
+    for policy in ("base", "tuned"):
+        assert key(moved, policy) == key(here, policy)
 
 
 def test_the_cached_backend_sends_only_misses_in_one_call(tiny_backend, tmp_path):

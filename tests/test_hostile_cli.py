@@ -194,7 +194,7 @@ def test_a_base_url_with_a_key_in_its_query_string_is_refused_and_never_echoed(t
 
 
 def test_a_base_url_without_credentials_passes_the_check():
-    from scenarios.schema import url_credentials
+    from engine.backends.openai_backend import url_credentials
 
     assert url_credentials("http://127.0.0.1:8000/v1") is None
     assert url_credentials("https://example.org/v1?model=llama") is None
@@ -311,7 +311,7 @@ def adapter_copy(source: Path, target: Path, digest: str | None) -> Path:
 
 
 def test_a_truncated_adapter_is_refused_naming_its_weights_file(tiny_dir, tiny_lora_dir, tmp_path):
-    from engine.backends.transformers_backend import weights_digest
+    from engine.weights import weights_digest
 
     adapter = adapter_copy(tiny_lora_dir, tmp_path / "ft", weights_digest(tiny_dir))
     weights = adapter / "adapter_model.safetensors"
@@ -326,7 +326,7 @@ def test_a_truncated_adapter_is_refused_naming_its_weights_file(tiny_dir, tiny_l
 def test_an_adapter_without_a_training_record_is_refused_saying_what_is_missing(tiny_dir,
                                                                               tiny_lora_dir,
                                                                               tmp_path):
-    from engine.backends.transformers_backend import weights_digest
+    from engine.weights import weights_digest
 
     adapter = adapter_copy(tiny_lora_dir, tmp_path / "ft", None)
     err = refused(run_cli("run", str(FLAGSHIP), "--participants", "2", "--policies",
@@ -338,8 +338,8 @@ def test_an_adapter_without_a_training_record_is_refused_saying_what_is_missing(
 
 def test_an_adapter_vouched_for_by_a_record_of_this_models_weights_is_accepted(
         flagship, tiny_dir, tiny_lora_dir, tmp_path):
-    from engine.backends.transformers_backend import weights_digest
     from engine.policies import resolve_policies
+    from engine.weights import weights_digest
 
     adapter = adapter_copy(tiny_lora_dir, tmp_path / "ft", weights_digest(tiny_dir))
     policies = resolve_policies(flagship, f"base,ft={adapter}", weights_digest(tiny_dir))

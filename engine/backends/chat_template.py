@@ -25,10 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.backends.token_prefix import PrefixIds
 from scenarios.errors import InputError, Problem
+
+if TYPE_CHECKING:
+    from engine.backends.base import Backend
 
 
 class ChatPrompt:
@@ -40,7 +43,9 @@ class ChatPrompt:
             raise InputError([Problem(str(self.model_dir), None, "model",
                                       "not a directory with a tokenizer and chat template")])
         from transformers import AutoTokenizer  # here: importing this module stays light
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # rich draws the only progress bar
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self._label_ids: dict[str, int] = {}
         self.label_prefix = self._label_prefix()
@@ -125,8 +130,8 @@ def _first_content(messages: Sequence[Any]) -> str | None:
     return getattr(messages[0], "content", None) if messages else None
 
 
-def prompts_remembered(backend: Any) -> Any:
+def prompts_remembered(backend: Backend) -> Any:
     """`remembering()` of the backend's ChatPrompt (through a cache wrapper too), or a no-op for a
     backend that renders no chat template here."""
-    chat = getattr(backend, "chat", None)
-    return chat.remembering() if isinstance(chat, ChatPrompt) else nullcontext()
+    chat = backend.chat
+    return chat.remembering() if chat is not None else nullcontext()

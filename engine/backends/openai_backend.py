@@ -15,7 +15,8 @@ less per answer. Two dialects:
 
 Failures are never silent. 429, 408, 5xx, timeouts and dropped connections are retried with
 exponential backoff and full jitter, up to `max_retries`, then `BackendUnavailable` is raised;
-other 4xx raise `BackendRequestError` at once (a request of several prompts is retried whole).
+other 4xx raise `BackendRequestError` at once (a request of several prompts is retried whole;
+engine/backends/endpoint.py).
 An answer that arrives but cannot be read is counted in `counters.invalid` with its reason and
 asked again (with only the other unread prompts of its request), up to `max_invalid` attempts
 in all; after that a choice answer is returned as a Distribution with `invalid` set (NaN probs,
@@ -28,23 +29,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.backends.base import (
+    Adapters,
     BackendError,
     ChoiceQuery,
     Distribution,
     TextQuery,
     invalid_distribution,
+    missing_package,
 )
 from engine.backends.chat_template import ChatPrompt
 from engine.backends.completions import (
@@ -59,57 +58,81 @@ from engine.backends.completions import (
     render_ahead,
     requests_of,
 )
-from engine.backends.transformers_backend import weights_digest
-from scenarios.schema import url_credentials
+from engine.backends.endpoint import Counters, Endpoint, RetryPolicy, run_sync
+from engine.weights import adapter_identity, weights_digest
+from scenarios.schema import Identifier
+
+if TYPE_CHECKING:  # aiohttp loads when the backend is built, not when its options are checked
+    import aiohttp
 
 log = logging.getLogger(__name__)
 BASE = "base"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Query parameters that carry a secret (compared lower-case, '-' as '_'): api_key, key, token,
+# access_token, x-api-key, subscription-key, client_secret, password, auth, sig, signature, ...
+_SECRET_WORDS = ("key", "token", "secret", "passw", "auth", "signature", "credential")
 
 
-class BackendUnavailable(BackendError):
-    """The endpoint kept failing (status, timeout or connection) after every retry."""
+def url_credentials(url: str) -> str | None:
+    """Where a URL carries credentials (None: it does not): `user:password@` or a query or
+    fragment parameter named like a key or token. The value itself is never repeated."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return "user:password@"
+    for text in (parts.query, parts.fragment):
+        for name, _ in parse_qsl(text, keep_blank_values=True):
+            norm = name.strip().lower().replace("-", "_")
+            if norm in ("sig", "pwd", "pass") or any(word in norm for word in _SECRET_WORDS):
+                return f"a '{name}=' parameter"
+    return None
 
 
-class BackendRequestError(BackendError):
-    """The endpoint rejected a request in a way retrying cannot fix (a 4xx other than 408/429)."""
+class Options(BaseModel):
+    """`backend: openai`: any OpenAI-compatible completions endpoint (vLLM's server first).
+
+    The model directory still gives the tokenizer and chat template; prompts are rendered here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(min_length=1, pattern=r"^https?://")
+    served_model: str | None = Field(default=None, min_length=1)
+    served: dict[Identifier, str] = Field(default_factory=dict)
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    dialect: Literal["vllm", "openai"] = "vllm"
+    max_in_flight: int = Field(default=32, ge=1)
+    # Prompts sharing every other field go together in one request, up to this many (the server
+    # answers a list of prompts): fewer requests, less per-request cost on both sides.
+    prompts_per_request: int = Field(default=1, ge=1)
+    top_logprobs: int = Field(default=20, ge=1)
+    max_retries: int = Field(default=6, ge=0)
+    backoff_base: float = Field(default=0.5, ge=0)
+    backoff_max: float = Field(default=30.0, ge=0)
+    timeout: float = Field(default=120.0, gt=0)
+    max_invalid: int = Field(default=3, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str) -> str:
+        problem = url_credentials(value)
+        if problem:  # the manifest records base_url and `run` prints it: no secret may be in it
+            raise ValueError(f"base_url holds credentials ({problem}); put the key in the "
+                             "environment variable named by api_key_env, which is never written "
+                             "down")
+        return value
+
+
+def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> OpenAIBackend:
+    """A client of the endpoint the options name, rendering prompts with `model_dir`'s template."""
+    try:
+        import aiohttp  # noqa: F401 (the one package this backend adds)
+    except ImportError as exc:
+        raise missing_package("openai", "aiohttp", "pip install aiohttp", exc) from None
+    return OpenAIBackend(model_dir, adapters=adapters, seed=seed, **options.model_dump())
 
 
 class UnreadableAnswerError(RuntimeError):
     """A text answer could not be read within the bound of attempts."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: per-request retries with exponential backoff and full jitter."""
-
-    max_retries: int = 6
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    timeout: float = 120.0
-    max_invalid: int = 3
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry `attempt` (0-based); a server's Retry-After wins, capped."""
-        if retry_after is not None:
-            return min(retry_after, self.backoff_max)
-        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
-
-
-@dataclass
-class Counters:
-    """What the endpoint cost: requests sent, retries, unreadable answers, answers given up on."""
-
-    requests: int = 0
-    retries: int = 0
-    invalid: int = 0
-    failed: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain numbers for a run manifest."""
-        return {"requests": self.requests, "retries": self.retries, "invalid": self.invalid,
-                "failed": self.failed, "reasons": dict(self.reasons)}
 
 
 class OpenAIBackend:
@@ -118,7 +141,8 @@ class OpenAIBackend:
     `adapters` maps a policy to its local LoRA adapter directory (recorded in identity, for
     caches); `served` maps a policy to the model name the server knows it by (default: the
     policy's own name, as in `--lora-modules NAME=PATH`). `base` is served as `served_model`,
-    by default the model directory's path, which is what vLLM serves it as.
+    by default the model directory's path, which is what vLLM serves it as. The arguments are
+    those of `Options`, already validated there.
     """
 
     kind = "openai"
@@ -129,17 +153,10 @@ class OpenAIBackend:
                  api_key_env: str = "OPENAI_API_KEY", dialect: Literal["vllm", "openai"] = "vllm",
                  max_in_flight: int = 32, prompts_per_request: int = 1, top_logprobs: int = 20,
                  seed: int = 0, temperature: float = 0.0, **retry: Any) -> None:
-        if dialect not in ("vllm", "openai"):
-            raise ValueError(f"dialect must be 'vllm' or 'openai', not {dialect!r}")
-        if url_credentials(base_url):  # never echoed: the URL is recorded in the manifest
-            raise ValueError(f"base_url holds credentials ({url_credentials(base_url)}); use the "
-                             "api_key_env variable instead")
         self.model_dir = Path(model_dir)
         self.chat = ChatPrompt(self.model_dir)
         self.url = base_url.rstrip("/") + "/completions"
         self.base_url, self.dialect, self.api_key_env = base_url, dialect, api_key_env
-        if prompts_per_request < 1:
-            raise ValueError(f"prompts_per_request must be at least 1, not {prompts_per_request}")
         # Not in identity(): how prompts are packed into requests does not change the answers.
         self.max_in_flight, self.prompts_per_request = max_in_flight, prompts_per_request
         self.top_logprobs = top_logprobs
@@ -150,16 +167,48 @@ class OpenAIBackend:
         self.served = {name: (served or {}).get(name, name) for name in names}
         self.served[BASE] = (served or {}).get(BASE, served_model or str(self.model_dir))
         self.counters = Counters()
+        self.endpoint = Endpoint(self.url, self.retry, self.counters)
         self._warned = False
 
     def identity(self) -> dict[str, Any]:
         """Endpoint, served names, tokenizer directory, dialect and sampling; never the API key."""
-        weights = any(self.model_dir.glob("*.safetensors")) or any(self.model_dir.glob("*.bin"))
+        weights = self._weights()
         return {"backend": self.kind, "base_url": self.base_url, "dialect": self.dialect,
                 "model_dir": str(self.model_dir), "served": dict(self.served),
-                **({"weights_sha256": weights_digest(self.model_dir)} if weights else {}),
+                **({"weights_sha256": weights} if weights else {}),
                 "seed": self.seed, "temperature": self.temperature, "api_key_env": self.api_key_env,
                 **({"adapters": dict(self.adapters)} if self.adapters else {})}
+
+    def _weights(self) -> str | None:
+        """The weights' digest when the model directory holds weights (it may be tokenizer only)."""
+        weights = any(self.model_dir.glob("*.safetensors")) or any(self.model_dir.glob("*.bin"))
+        return weights_digest(self.model_dir) if weights else None
+
+    def _model_identity(self) -> dict[str, Any]:
+        weights = self._weights()
+        return {"backend": self.kind, "dialect": self.dialect, "model_dir": str(self.model_dir),
+                **({"weights_sha256": weights} if weights else {}),
+                "seed": self.seed, "temperature": self.temperature}
+
+    def answer_identity(self, policy: str) -> dict[str, Any]:
+        """Tokenizer directory, dialect and sampling, and `policy`'s adapter and served name; not
+        where the server is nor which variable holds its key (they change no answer)."""
+        return {"model": self._model_identity(),
+                "adapter": {"adapter": adapter_identity(self.adapters.get(policy)),
+                            "served": self.served.get(policy)}}
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Requests sent, retries, unreadable answers and answers given up on."""
+        return {"endpoint": self.counters.as_dict()}
+
+    def close(self) -> None:
+        """Nothing to free: each batch opens and closes its own connections."""
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def prompt(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
@@ -167,11 +216,11 @@ class OpenAIBackend:
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Probability of each option label as the first answer token, renormalised."""
-        return _run_sync(self._answer_all([self._choice_job(q) for q in queries]))
+        return run_sync(self._answer_all([self._choice_job(q) for q in queries]))
 
     def generate(self, queries: Sequence[TextQuery]) -> list[str]:
         """Text for each query: greedy unless the backend was given a temperature."""
-        return _run_sync(self._answer_all([self._text_job(q) for q in queries]))
+        return run_sync(self._answer_all([self._text_job(q) for q in queries]))
 
     def _base_fields(self, policy: str) -> dict[str, Any]:
         if policy not in self.served:  # checked before anything is sent
@@ -217,6 +266,8 @@ class OpenAIBackend:
         """Every job's answer, in order, with at most max_in_flight requests open."""
         if not jobs:
             return []
+        import aiohttp
+
         planned = requests_of(jobs, self.prompts_per_request)
         # aiohttp, not httpx: about 0.3 ms of client CPU per request against 6.5 ms measured
         # for httpx here, CPU a server on the same machine would otherwise lose. The gate
@@ -261,7 +312,7 @@ class OpenAIBackend:
         reasons: list[list[str]] = [[] for _ in request.jobs]
         unread = tuple(range(len(request.jobs)))
         for _ in range(self.retry.max_invalid):
-            body = await self._post(session, gate, request, unread)
+            body = await self.endpoint.post(session, gate, request, unread)
             try:
                 got: list[Any] = choices(body, len(unread))
             except Unreadable as exc:
@@ -288,51 +339,6 @@ class OpenAIBackend:
                 f"unreadable after {len(tried)} attempts: " + "; ".join(tried))
         return answers
 
-    async def _post(self, session: aiohttp.ClientSession, gate: asyncio.Semaphore,
-                    request: Request, which: tuple[int, ...]) -> str:
-        """The response body, retrying what a retry can fix; holds a slot only while in flight."""
-        failure = "no attempt"
-        for attempt in range(self.retry.max_retries + 1):
-            retry_after = None
-            async with gate:
-                await request.ready.wait()
-                data = request.body(which)
-                self.counters.requests += 1
-                try:
-                    async with session.post(self.url, data=data) as response:
-                        status, headers = response.status, response.headers
-                        body = (await response.read()).decode("utf-8", errors="replace")
-                except TimeoutError:  # aiohttp's own timeout errors are TimeoutErrors too
-                    failure = f"timed out after {self.retry.timeout} s"
-                except aiohttp.ClientError as exc:
-                    failure = f"connection failed ({type(exc).__name__})"
-                else:
-                    if status < 400:
-                        return body
-                    failure, retry_after = f"HTTP {status}", _retry_after(headers)
-                    if not _retryable(status):
-                        raise BackendRequestError(f"{self.url} answered HTTP {status}: {body[:300]}")
-            if attempt == self.retry.max_retries:
-                break
-            self.counters.retries += 1
-            delay = self.retry.delay(attempt, retry_after)
-            log.warning("%s: %s; retry %d of %d in %.2f s", self.url, failure, attempt + 1,
-                        self.retry.max_retries, delay)
-            await asyncio.sleep(delay)
-        raise BackendUnavailable(f"{self.url}: {failure}, after {self.retry.max_retries + 1} attempts")
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """A Retry-After header in seconds (an HTTP date is ignored: backoff applies instead)."""
-    try:
-        return max(0.0, float(headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return None
-
 
 def _in_order(count: int, planned: list[tuple[list[int], Request]],
               tasks: list[asyncio.Task[list[Any]]]) -> list[Any]:
@@ -347,13 +353,3 @@ def _in_order(count: int, planned: list[tuple[list[int], Request]],
 
 def _raise_unreadable(reasons: str) -> str:
     raise UnreadableAnswerError(reasons)
-
-
-def _run_sync(work: Coroutine[Any, Any, list[Any]]) -> list[Any]:
-    """Run a coroutine to completion from synchronous code, even inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(work)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # e.g. called from a notebook's loop
-        return pool.submit(asyncio.run, work).result()

@@ -8,22 +8,30 @@ scores every prompt whole, as before.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from transformers import AutoModelForCausalLM
-from transformers.utils import logging as hf_logging
+from pydantic import BaseModel, ConfigDict, Field
 
-from engine.backends.base import ChoiceQuery, Distribution, TextQuery, options_from_logprobs
+from engine.backends.base import (
+    Adapters,
+    ChoiceQuery,
+    Distribution,
+    TextQuery,
+    options_from_logprobs,
+)
 from engine.backends.chat_template import ChatPrompt
-from engine.backends.prefix_reuse import PrefixScorer
+from engine.weights import adapter_identity, weights_digest
 from scenarios.errors import InputError, Problem
+from scenarios.schema import Dtype
+
+if TYPE_CHECKING:  # torch loads with the model, not with this file (validating options is light)
+    import torch
+
+    from engine.backends.prefix_reuse import PrefixScorer
 
 # Padded tokens per forward pass. Measured on 2 CPU cores with builtin:tiny: ~8k-token batches
 # run at 70-100k tokens/s, 25k-token batches fall to ~25k tokens/s (activations leave the cache).
@@ -38,7 +46,29 @@ PREFIX_CACHE_MB = 0
 # on from this many parameters.
 PREFIX_REUSE_MIN_PARAMETERS = 50_000_000
 
-hf_logging.disable_progress_bar()  # rich draws the only progress bar
+class Options(BaseModel):
+    """`backend: transformers`: a local model in this process (CPU by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Dtype = "float32"
+    device: str = Field(default="cpu", min_length=1)
+    token_budget: int = Field(default=TOKEN_BUDGET, ge=256, description="padded tokens per forward "
+                              "pass")
+    prefix_reuse: bool | None = Field(default=None, description="compute each shared prompt prefix "
+                                      "once (exact to float rounding; false: every prompt whole; "
+                                      "unset: on for models of 50M parameters or more)")
+    prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of recent calls' "
+                                 "prompts' keys and values kept for prefix reuse (0: within a call "
+                                 "only, bit-identical reruns)")
+
+
+def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> TransformersBackend:
+    """The backend over `model_dir` serving `adapters`' policies (the seed changes no answer)."""
+    return TransformersBackend(model_dir, adapters=adapters, dtype=options.dtype,
+                               device=options.device, token_budget=options.token_budget,
+                               prefix_reuse=options.prefix_reuse,
+                               prefix_cache_mb=options.prefix_cache_mb)
 
 
 @dataclass
@@ -65,6 +95,8 @@ class TransformersBackend:
                  token_budget: int = TOKEN_BUDGET,
                  adapters: Mapping[str, Path | None] | None = None, prefix_reuse: bool | None = None,
                  prefix_cache_mb: int = PREFIX_CACHE_MB) -> None:
+        from transformers import AutoModelForCausalLM
+
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise InputError([Problem(str(self.model_dir), None, "model",
@@ -74,7 +106,7 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(torch, dtype))
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch_dtype(dtype))
         self.model.to(device).eval()
         self.device, self.dtype, self.token_budget = device, dtype, token_budget
         self.policies: dict[str, Path | None] = {"base": None, **(adapters or {})}
@@ -84,6 +116,8 @@ class TransformersBackend:
         if prefix_reuse is None:
             prefix_reuse = self.model.num_parameters() >= PREFIX_REUSE_MIN_PARAMETERS
         if prefix_reuse and full_attention(self.model.config):
+            from engine.backends.prefix_reuse import PrefixScorer
+
             self.prefix = PrefixScorer(lambda **kw: self.model(**kw), token_budget=token_budget,
                                        cache_bytes=prefix_cache_mb << 20, device=device,
                                        token_bytes=kv_bytes_per_token(self.model.config, dtype))
@@ -109,9 +143,32 @@ class TransformersBackend:
     def identity(self) -> dict[str, Any]:
         """Model directory, a hash of its weights, dtype, device and the adapters by policy."""
         adapters = {name: str(path) for name, path in self.policies.items() if path is not None}
+        return {**self._model_identity(), **({"adapters": adapters} if adapters else {})}
+
+    def _model_identity(self) -> dict[str, Any]:
         return {"backend": self.kind, "model_dir": str(self.model_dir),
                 "weights_sha256": weights_digest(self.model_dir), "dtype": self.dtype,
-                "device": self.device, **({"adapters": adapters} if adapters else {})}
+                "device": self.device}
+
+    def answer_identity(self, policy: str) -> dict[str, Any]:
+        """The model and its settings, and `policy`'s adapter (by path and weights hash)."""
+        return {"model": self._model_identity(),
+                "adapter": {"adapter": adapter_identity(self.policies.get(policy))}}
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Prompt tokens submitted for scoring and computed (prefix reuse computes fewer)."""
+        return {"tokens": self.prompt_tokens.as_dict()}
+
+    def close(self) -> None:
+        """Forget kept prompt prefixes; the weights are freed with the backend itself."""
+        if self.prefix is not None:
+            self.prefix.forget()
+
+    def __enter__(self) -> TransformersBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def prompt(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
@@ -128,7 +185,7 @@ class TransformersBackend:
             raise ValueError(f"policy {name!r} is not registered with this backend; "
                              f"registered: {', '.join(self.policies)}")
         path = self.policies[name]
-        if not hasattr(self.model, "disable_adapter"):
+        if not hasattr(self.model, "disable_adapter"):  # not (yet) wrapped by peft
             yield
         elif path is None:
             with self.model.disable_adapter():
@@ -165,7 +222,7 @@ class TransformersBackend:
         before = self.prefix.computed
         for name in dict.fromkeys(q.policy for q in queries):
             mine = [i for i, q in enumerate(queries) if q.policy == name]
-            with torch.inference_mode(), self.policy(name):
+            with no_grad(), self.policy(name):
                 found = self.prefix.label_logprobs(name, [prompts[i] for i in mine],
                                                    [labels[i] for i in mine])
             for i, logprobs in zip(mine, found, strict=True):
@@ -181,7 +238,7 @@ class TransformersBackend:
         texts = [""] * len(queries)
         for batch in self._batches(prompts, [q.policy for q in queries]):
             ids, mask = self._pad([prompts[i] for i in batch])
-            with torch.inference_mode(), self.policy(queries[batch[0]].policy):
+            with no_grad(), self.policy(queries[batch[0]].policy):
                 new = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                           max_new_tokens=max(queries[i].max_tokens for i in batch),
                                           pad_token_id=self.tokenizer.pad_token_id)
@@ -204,6 +261,8 @@ class TransformersBackend:
         return [*batches, current] if current else batches
 
     def _pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
@@ -224,6 +283,8 @@ class TransformersBackend:
 
     def _last_logprobs(self, prompts: list[list[int]]) -> np.ndarray:
         """Log-softmax over the vocabulary at each prompt's answer position."""
+        import torch
+
         with torch.inference_mode():
             logits = self.answer_logits(prompts)[:, -1, :]
         return torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
@@ -243,22 +304,18 @@ def kv_bytes_per_token(config: Any, dtype: str) -> int:
     """Bytes of keys and values one token holds across the model's layers."""
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * config.num_hidden_layers * heads * head_dim * getattr(torch, dtype).itemsize
+    return 2 * config.num_hidden_layers * heads * head_dim * torch_dtype(dtype).itemsize
 
 
-def weights_digest(model_dir: Path) -> str:
-    """SHA-256 over the model's weight files, so a manifest pins the exact weights."""
-    files = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin"))
-    # Hashing a 16 GB model takes a while: remember it while the files are unchanged.
-    stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _digest(stamp)
+def torch_dtype(name: str) -> torch.dtype:
+    """torch's dtype of this name (torch imported here: this file is read to validate options)."""
+    import torch
+
+    return getattr(torch, name)
 
 
-@lru_cache(maxsize=16)
-def _digest(stamp: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for path, _, _ in stamp:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+def no_grad() -> Any:
+    """torch.inference_mode(): scoring keeps no autograd state."""
+    import torch
+
+    return torch.inference_mode()

