@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scenarios.schema import PERSONA_FIRST, SHARED_FIRST, Question, Scenario
+# ANSWER_INSTRUCTION: the manifest records it (engine/runner.py) from here.
+from scenarios.questions import ANSWER_INSTRUCTION as ANSWER_INSTRUCTION
+from scenarios.questions import Question
+from scenarios.schema import PERSONA_FIRST, SHARED_FIRST, Scenario
 from scenarios.templates import render
-
-ANSWER_INSTRUCTION = "Answer with the letter of one option."
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,13 @@ def question_text(scenario: Scenario, question: Question, round_id: int,
 
 def question_message(scenario: Scenario, question: Question, round_id: int,
                      condition: Mapping[str, str]) -> Message:
-    """A question with its lettered options."""
+    """A question with its options, as its type renders them."""
     return options_message(question, question_text(scenario, question, round_id, condition))
 
 
 def options_message(question: Question, text: str) -> Message:
-    """The user message asking `question` whose rendered text is `text`."""
-    options = "\n".join(f"{o.label}) {o.text}" for o in question.options or [])
-    return Message("user", f"{text}\n{options}\n{ANSWER_INSTRUCTION}")
+    """The user message asking `question` whose rendered text is `text` (its type renders it)."""
+    return Message("user", question.render(text))
 
 
 def query_messages(system: Message, answered: Sequence[Message], question: Message) -> list[Message]:

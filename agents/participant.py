@@ -95,7 +95,7 @@ class Participant(mesa.Agent):
     def receive(self, stage_id: str, question: Question, probs: np.ndarray,
                 option_mass: float) -> Answer:
         """Draw an answer from the distribution, remember it and add it to the transcript."""
-        index = int(self.answer_rng.choice(len(probs), p=probs))
+        index = question.draw(probs, self.answer_rng)
         return self.give(stage_id, question, index, probs, option_mass)
 
     def fail(self, stage_id: str, question: Question, reason: str) -> Answer:

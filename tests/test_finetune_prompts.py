@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.pilot import Sampling, pilot_examples, split_pilot
+from agents.pilot import Sampling, split_pilot
 from agents.population import build_population
 from engine.backends.base import Distribution
 from engine.batcher import Batcher
 from engine.finetune import _readout_logits, training_sequences
 from engine.model import SurveyModel
+from engine.pilot_schedule import pilot_examples
 from engine.policies import Policy
 
 

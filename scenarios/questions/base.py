@@ -1,0 +1,234 @@
+"""What every question type shares: its schema fields, how it is rendered, asked, drawn and read.
+
+A type is a subclass of `Question` in a file of this package whose `type` field is a one-value
+`Literal`; defining it registers it (`QUESTION_TYPES`). `Question` itself validates a question
+by its `type`, so a list of `Question` in a section holds instances of the right subclasses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import typing
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from scenarios.errors import shown
+
+if TYPE_CHECKING:  # pandas loads in ~0.3 s: only data checks need it, at run time
+    import pandas as pd
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+LETTERS = string.ascii_uppercase
+# The last line of a choice question's message: the model answers with one option label.
+ANSWER_INSTRUCTION = "Answer with the letter of one option."
+
+QUESTION_TYPES: dict[str, type[Question]] = {}
+
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Option(Strict):
+    """One answer option; `label` is the single token the model answers with (A, B, ...)."""
+
+    id: Identifier
+    text: str = Field(min_length=1)
+    label: str | None = Field(default=None, min_length=1)
+    # Set by types whose options stand for numbers (numeric); never read from a scenario file.
+    _value: float | None = PrivateAttr(default=None)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def value(self) -> float | None:
+        """The number this option stands for (None: a category, not a number)."""
+        return self._value
+
+    @classmethod
+    def of_value(cls, number: int, label: str | None = None) -> Option:
+        """A generated option for a number: id and text are its text (not an Identifier)."""
+        option = cls.model_construct(id=str(number), text=str(number), label=label)
+        option._value = float(number)
+        return option
+
+
+class Question(Strict):
+    """A belief or action question: its text template, options and the human answer column.
+
+    `recall` is how a participant remembers its answer in later rounds ("You raided"); without
+    it the question text is repeated in the memory.
+    """
+
+    id: Identifier
+    type: Any
+    text: str = Field(min_length=1)
+    options: list[Option] | None = None
+    human_column: str | None = None
+    recall: str | None = Field(default=None, min_length=1)
+
+    ORDERED: ClassVar[bool] = False  # whether the options form an ordered scale
+    DEFAULT_OPTIONS: ClassVar[tuple[Option, ...]] = ()  # used when a file gives no `options`
+    LISTED_AT: ClassVar[int] = 99  # where the type is listed among the types (error messages)
+    INSTRUCTION: ClassVar[str] = ANSWER_INSTRUCTION
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Register a type: a subclass whose `type` is a one-value Literal."""
+        super().__pydantic_init_subclass__(**kwargs)
+        kinds = typing.get_args(cls.model_fields["type"].annotation)
+        if len(kinds) == 1 and isinstance(kinds[0], str):
+            QUESTION_TYPES[kinds[0]] = cls
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if cls is Question:  # reached only when `value` names no registered type
+            expected = [repr(name) for name in sorted(QUESTION_TYPES,
+                                                      key=lambda n: QUESTION_TYPES[n].LISTED_AT)]
+            listed = ", ".join(expected[:-1]) + f" or {expected[-1]}" if len(expected) > 1 \
+                else "".join(expected)
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": listed})
+        return value
+
+    @field_validator("human_column")
+    @classmethod
+    def _only_the_round_placeholder(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = column_template_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _fill_options(self) -> Question:
+        options = self.resolve_options()
+        if not options:
+            raise ValueError("'options' is empty: a question needs at least two options")
+        if len(options) < 2:
+            raise ValueError("'options' has one entry: a question needs at least two options")
+        labelled = [o if o.label else o.model_copy(update={"label": LETTERS[i]})
+                    for i, o in enumerate(options)]
+        object.__setattr__(self, "options", labelled)
+        return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_type(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Question:
+        """`Question` validates an entry as the type it names (unknown: today's literal error).
+
+        Defined after every other validator, so it runs outermost: the type's own validators
+        run once, inside it."""
+        if cls is Question and isinstance(data, dict):
+            kind = data.get("type")
+            if isinstance(kind, str) and kind in QUESTION_TYPES:
+                return QUESTION_TYPES[kind].model_validate(data)
+        return handler(data)
+
+    def resolve_options(self) -> list[Option]:
+        """The options as the file gives them, or the type's defaults (labels filled after)."""
+        if self.options is not None:
+            return list(self.options)
+        if not self.DEFAULT_OPTIONS:
+            raise ValueError(f"a {self.type} question needs an 'options' list")
+        return list(self.DEFAULT_OPTIONS)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ordered(self) -> bool:
+        """Whether the options form an ordered scale (Likert, probability buckets, numbers)."""
+        return self.ORDERED
+
+    @property
+    def option_ids(self) -> list[str]:
+        """Option ids in presentation order."""
+        return [o.id for o in self.options or []]
+
+    @property
+    def labels(self) -> list[str]:
+        """Option labels in presentation order."""
+        return [o.label or "" for o in self.options or []]
+
+    def column_for(self, round_id: int) -> str | None:
+        """The human data column holding this question's answer in a given round."""
+        return self.human_column.format(round=round_id) if self.human_column else None
+
+    def render(self, text: str) -> str:
+        """The user message asking this question, whose rendered text is `text`."""
+        options = "\n".join(f"{o.label}) {o.text}" for o in self.options or [])
+        return f"{text}\n{options}\n{self.INSTRUCTION}"
+
+    def query_labels(self) -> tuple[str, ...]:
+        """What the backend is asked to score: each option's answer label."""
+        return tuple(self.labels)
+
+    def draw(self, probs: np.ndarray, rng: np.random.Generator) -> int:
+        """The index of the option drawn from `probs` with the participant's generator."""
+        return int(rng.choice(len(probs), p=probs))
+
+    def read(self, value: Any) -> int | None:
+        """The option index of a human's recorded value (None: the answer is missing)."""
+        import pandas as pd
+
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return None
+        return self.option_ids.index(self.recorded_id(value))
+
+    def recorded_id(self, value: Any) -> str:
+        """The option id a recorded (non-missing) value stands for (checked by `unreadable`)."""
+        return str(value)
+
+    def unreadable(self, values: pd.Series) -> pd.Series:
+        """Which recorded values of a data column are not an answer (missing ones are fine)."""
+        return values.notna() & ~values.astype(str).isin(self.option_ids)
+
+    def unreadable_message(self, value: Any) -> str:
+        """Why one recorded value is not an answer, for the data check's error."""
+        return f"value '{shown(value)}' is not one of: " + ", ".join(sorted(self.option_ids))
+
+
+def whole_number(value: Any) -> int | None:
+    """A recorded value as a whole number (7, "7", "7.0" → 7); None when it is not one."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def column_template_problem(template: str) -> str | None:
+    """Why a `human_column` template is unusable (None: fine). It is a str.format template whose
+    only placeholder is `{round}` (with an optional format spec such as `{round:02d}`)."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:  # an unmatched brace
+        return f"not a column name template ({exc}); write a literal brace as '{{{{' or '}}}}'"
+    unknown = sorted({name or "{}" for name, _, _ in fields if name != "round"})
+    if unknown:
+        return (f"unknown placeholder(s) {', '.join(unknown)}; the only placeholder is {{round}} "
+                "(the round id), e.g. \"r{round}_attack\"")
+    # A short spec only ("02d"): a width such as {round:999999999} would build a gigabyte string.
+    bad_specs = sorted({spec for _, spec, _ in fields if not re.fullmatch(r"0?\d?d?", spec or "")})
+    if bad_specs:
+        return (f"format spec(s) {', '.join(bad_specs)} of {{round}} not supported; use none or a "
+                "zero-padded width such as {round:02d}")
+    return None
