@@ -39,9 +39,9 @@ def progress_bar(first: str) -> Iterator[Callable[[int, int, str], None]]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a scenario file and print a one-line summary."""
-    from scenarios.loader import load_scenario
+    from engine.scenario_check import load_checked
 
-    loaded = load_scenario(args.scenario)
+    loaded = load_checked(args.scenario)
     s = loaded.scenario
     rows = f", {len(loaded.human.table)} reference rows" if loaded.human is not None else ""
     console.print(f"OK {args.scenario}: {s.name}: {len(s.conditions)} factors, "
@@ -52,48 +52,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or continue) a scenario and print the run directory."""
-    from engine.paths import check_output_path
+    from engine.commands import check_run_paths
 
-    # Checked first, in milliseconds: the command line's paths (argparse checked the numbers).
-    if args.resume is not None:
-        if args.out is not None and args.out.resolve() != args.resume.resolve():
-            raise InputError([Problem("command line", None, "--out", "--resume RUN_DIR continues "
-                                      "that directory; leave --out out")])
-        check_output_path(args.resume, "--resume", must_exist=True)
-    else:
-        check_output_path(args.out or Path("runs"), "--out" if args.out else "--out (default runs/)")
+    check_run_paths(args.out, args.resume)  # first, in milliseconds
 
-    from engine.policies import twins_from_record
-    from engine.runner import check_run, resume_request, run_scenario, scenario_policies, with_model
-    from scenarios.loader import load_scenario
+    from engine.commands import prepare_run
+    from engine.run_request import RunRequest
 
-    loaded = load_scenario(args.scenario)
-    asked: dict[str, Any] = {}
-    if args.resume is not None:
-        args.out = args.resume
-        asked = resume_request(args.resume)
-        for name in ("participants", "seed", "policies", "twins", "backend", "model"):
-            if getattr(args, name) is None:
-                setattr(args, name, asked.get(name))
-    loaded = with_model(loaded, args.model)  # --model: part of the run's fingerprint
-    same_backend = args.resume is not None and args.backend == asked.get("backend")
-    recorded = (asked.get("backend_options") or {}) if same_backend else {}
-    options = {**recorded, **parse_backend_options(args.backend_option)}
-    # Recorded with absolute paths, so --resume works from any working directory.
-    request = {"participants": args.participants, "seed": args.seed,
-               "policies": absolute_policies(args.policies), "twins": absolute_twins(args.twins),
-               "backend": args.backend, "backend_options": options,
-               "model": None if args.model is None else loaded.scenario.model}
-    twins = twins_from_record(loaded, args.twins) if args.twins else None
-    # Everything that needs no model, before it (and torch) loads: model path, participants, options.
-    check_run(loaded, participants=args.participants, seed=args.seed, twins=twins,
-              backend_kind=args.backend, backend_options=options)
+    prepared = prepare_run(RunRequest(
+        scenario=args.scenario, participants=args.participants, seed=args.seed, out=args.out,
+        resume=args.resume, fresh=args.fresh, policies=args.policies, twins=args.twins,
+        backend=args.backend, backend_options=parse_backend_options(args.backend_option),
+        model=args.model))
     with progress_bar("loading model") as update:
-        policies = scenario_policies(loaded, args.policies)
-        result = run_scenario(loaded, participants=args.participants, seed=args.seed,
-                              out=args.out, progress=update, policies=policies, twins=twins,
-                              backend_kind=args.backend, backend_options=options,
-                              fresh=args.fresh, request=request)
+        policies = prepared.policies()
+        result = prepared.run(policies, update)
     if result.already_complete:
         errors.print("this run is already complete; nothing to do (--fresh recomputes it)",
                      highlight=False)
@@ -106,35 +79,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                  if result.cache_hits else "")
         invalid = (f"; {result.invalid_answers} INVALID answers (see the manifest)"
                    if result.invalid_answers else "")
-        whole = (len(loaded.human.table) if loaded.human is not None
-                 and loaded.scenario.population.source == "twins" else None)
+        whole = prepared.whole_population()
         subset = (f" (a SUBSET: {result.participants} of the {whole} twins; leave out "
                   "--participants for all)" if whole and result.participants < whole else "")
         errors.print(f"{result.participants} participants{each}{subset}, {result.backend_calls} "
                      f"backend calls, {result.seconds:.1f} s{cache}{invalid}; model "
-                     f"{loaded.scenario.model}", markup=False, highlight=False)
+                     f"{prepared.loaded.scenario.model}", markup=False, highlight=False)
     console.print(str(result.run_dir), markup=False, highlight=False, soft_wrap=True)
     return 0
-
-
-def absolute_policies(spec: str | None) -> str | None:
-    """--policies with every NAME=DIR's directory made absolute."""
-    if spec is None:
-        return None
-    items = []
-    for item in spec.split(","):
-        name, sep, directory = item.strip().partition("=")
-        items.append(f"{name}={Path(directory).expanduser().resolve()}" if sep and directory
-                     else item.strip())
-    return ",".join(items)
-
-
-def absolute_twins(spec: str | None) -> str | None:
-    """--twins with its training record's path made absolute."""
-    if spec is None or ":" not in spec:
-        return spec
-    which, _, path = spec.partition(":")
-    return f"{which}:{Path(path).expanduser().resolve()}" if path else spec
 
 
 def parse_backend_options(items: Sequence[str] | None) -> dict[str, Any]:
@@ -157,29 +109,20 @@ def parse_backend_options(items: Sequence[str] | None) -> dict[str, Any]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Finetune a LoRA policy on a pilot of the human rows and print the adapter directory."""
-    from engine.paths import check_output_path
+    from engine.commands import FinetuneRequest, prepare_finetune
+    from engine.finetune_settings import TrainingSettings
 
-    check_output_path(args.out, "--out")  # before the scenario, torch and the model load
-
-    from agents.pilot import parse_pilot_size, parse_sampling
-    from engine.finetune import TrainingSettings, finetune
-    from engine.runner import check_run, with_model
-    from scenarios.loader import load_scenario
-
-    loaded = with_model(load_scenario(args.scenario), args.model)
-    if args.model is not None:  # unknown name, missing package or directory: before torch loads
-        check_run(loaded, participants=None, seed=args.seed, twins=None, backend_kind=None,
-                  backend_options=None)
-    size = parse_pilot_size(args.pilot, str(args.scenario))
-    sampling = parse_sampling(args.sample, str(args.scenario))
     settings = TrainingSettings(
         rank=args.rank, alpha=args.alpha, dropout=args.dropout, learning_rate=args.lr,
         epochs=args.epochs, batch_size=args.batch_size, loss=args.loss, device=args.device,
         dtype=args.dtype,
         target_modules=tuple(m.strip() for m in args.target_modules.split(",") if m.strip()))
+    prepared = prepare_finetune(FinetuneRequest(
+        scenario=args.scenario, out=args.out, pilot=args.pilot, sample=args.sample,
+        seed=args.seed, model=args.model, no_demographics=args.no_demographics,
+        settings=settings))
     with progress_bar("preparing the pilot") as update:
-        result = finetune(loaded, pilot=size, sampling=sampling, out=args.out, seed=args.seed,
-                          no_demographics=args.no_demographics, settings=settings, progress=update)
+        result = prepared.run(update)
     errors.print(f"pilot {len(result.split.pilot)} participants ({result.examples} answers), "
                  f"holdout {len(result.split.holdout)}; final loss {result.final_loss:.3f}, "
                  f"{result.seconds:.1f} s", highlight=False)
@@ -226,40 +169,27 @@ def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_study(args: argparse.Namespace) -> int:
     """Train every variant, run base and every variant on the holdout twins, score, and print and
     write the paper's table (study.json, study.md); a killed study continues where it stopped."""
-    import time
+    from engine.study import prepare_study
 
-    from engine.paths import check_output_path
-
-    if args.out is not None:
-        check_output_path(args.out, "--out")
-
-    from engine.study import default_study_dir, plan_study, study_directory
-    from scenarios.loader import load_scenario
-
-    loaded = load_scenario(args.scenario)
-    plan = plan_study(loaded, grid=args.grid, seed=args.seed, model=args.model,
-                      participants=args.participants, backend=args.backend)
-    out = args.out or default_study_dir(plan)
-    check_output_path(out, "--out" if args.out else "--out (default runs/...)")
+    plan, out = prepare_study(args.scenario, out=args.out, grid=args.grid, seed=args.seed,
+                              model=args.model, participants=args.participants,
+                              backend=args.backend)
 
     from analysis.errors import AnalysisInputError  # scoring's imports, once the plan holds
     from analysis.report import score_run
     from analysis.study_table import print_study, study_document, write_study
-    from engine.lock import hold_directory
+    from engine.study_session import study_directory
     with study_directory(plan, out) as session:
         with progress_bar("training") as update:
             session.train(update)
             run_dir = session.simulate(update)
-        started = time.perf_counter()
-        try:
-            with hold_directory(run_dir, purpose="score", field="report.json", create=False,
-                                advice="wait for it, then run the study again"):
+        with session.scoring(run_dir):
+            try:
                 report = score_run(run_dir, bootstrap=plan.study.bootstrap, seed=plan.seed)
-        except AnalysisInputError as exc:
-            raise InputError([Problem(str(run_dir), None, "score", str(exc))]) from None
-        document = study_document(session.record(), report)
-        written = write_study(out, document)
-        session.step("score", started)
+            except AnalysisInputError as exc:
+                raise InputError([Problem(str(run_dir), None, "score", str(exc))]) from None
+            document = study_document(session.record(), report)
+            written = write_study(out, document)
         session.finish()
     print_study(document, console)
     for path in written:
@@ -283,7 +213,7 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
                          "study's model, else the scenario's)")
     st.add_argument("--participants", type=positive_number, default=None,
                     help="simulate a seeded subset of N holdout twins (quick checks)")
-    st.add_argument("--backend", default=None, choices=["transformers", "vllm", "openai"],
+    st.add_argument("--backend", default=None, choices=backend_names(),
                     help="overrides the scenario's backend for the run")
     st.set_defaults(handler=cmd_study)
 
@@ -301,11 +231,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     from analysis.errors import AnalysisInputError
     from analysis.render import print_report
     from analysis.report import score_run
+    from contracts.run_format import REPORT
     from engine.lock import hold_directory
 
     try:
         # report.json has one writer, and a run still being written is not scored.
-        with hold_directory(args.run_dir, purpose="score", field="report.json", create=False,
+        with hold_directory(args.run_dir, purpose="score", field=REPORT, create=False,
                             advice="wait for it, then score again"):
             report = score_run(args.run_dir, human=args.human, bootstrap=args.bootstrap,
                                seed=args.seed)
@@ -313,7 +244,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         errors.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT
     print_report(report, console)
-    console.print(str(args.run_dir / "report.json"), markup=False, highlight=False, soft_wrap=True)
+    console.print(str(args.run_dir / REPORT), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -323,10 +254,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from analysis.errors import AnalysisInputError
     from analysis.inference_render import print_inference
     from analysis.inference_run import infer_run
+    from contracts.run_format import INFERENCE, REPORT
     from engine.lock import hold_directory
 
     try:
-        with hold_directory(args.run_dir, purpose="infer", field="report.json", create=False,
+        with hold_directory(args.run_dir, purpose="infer", field=REPORT, create=False,
                             advice="wait for it, then run infer again"):
             section = infer_run(args.run_dir, human=args.human, labelled=args.labelled,
                                 rectification=args.rectification, seed=args.seed,
@@ -336,7 +268,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         errors.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT
     print_inference(section, console)
-    console.print(str(args.run_dir / "inference.json"), markup=False, highlight=False,
+    console.print(str(args.run_dir / INFERENCE), markup=False, highlight=False,
                   soft_wrap=True)
     return 0
 
@@ -392,6 +324,13 @@ MODEL_HELP = ("overrides the scenario's model: builtin:tiny (random weights, tes
               "local model directory")
 
 
+def backend_names() -> tuple[str, ...]:
+    """The registered backends (engine.backends.REGISTRY, the one list of their names)."""
+    from engine.backends import backend_names as registered
+
+    return registered()
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     top = argparse.ArgumentParser(prog="run.py", description=__doc__)
@@ -408,7 +347,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--twins", default=None,
                      help="holdout:ADAPTER_DIR/training.json simulates only that pilot's holdout")
     run.add_argument("--model", default=None, help=MODEL_HELP)
-    run.add_argument("--backend", default=None, choices=["transformers", "vllm", "openai"],
+    run.add_argument("--backend", default=None, choices=backend_names(),
                      help="overrides the scenario's backend")
     run.add_argument("--backend-option", action="append", default=None, metavar="KEY=VALUE",
                      help="a backend option (repeatable), e.g. tensor_parallel_size=2 or "

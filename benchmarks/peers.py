@@ -53,7 +53,8 @@ from engine.backends import create_backend
 from engine.backends.base import ChoiceQuery, Distribution, options_from_logprobs
 from engine.batcher import Batcher
 from engine.model import SurveyModel
-from engine.runner import model_directory, run_scenario, with_model
+from engine.model_source import model_directory, with_model
+from engine.runner import run_scenario
 from scenarios.loader import LoadedScenario, load_scenario
 
 PEERS = Path(__file__).resolve().parent.parent / "scenarios" / "peers_survey.yaml"

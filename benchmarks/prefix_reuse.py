@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import pandas as pd
 
-from engine.runner import run_scenario, with_model
+from engine.model_source import with_model
+from engine.runner import run_scenario
 from scenarios.loader import load_scenario
 
 FLAGSHIP = Path(__file__).resolve().parent.parent / "scenarios" / "security_disclosure.yaml"

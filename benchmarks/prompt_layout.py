@@ -80,7 +80,8 @@ def main() -> None:
     import pandas as pd
 
     from engine.backends import create_backend
-    from engine.runner import run_scenario, with_model
+    from engine.model_source import with_model
+    from engine.runner import run_scenario
     from engine.tiny_model import ensure_builtin
     from scenarios.loader import load_scenario
 

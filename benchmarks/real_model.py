@@ -30,7 +30,8 @@ def measure(kind: str, dtype: str, participants: int, out: Path) -> dict[str, fl
     """One configuration's run: seconds (simulation, and with the model load), answers/s."""
     import pandas as pd
 
-    from engine.runner import run_scenario, with_model
+    from engine.model_source import with_model
+    from engine.runner import run_scenario
     from scenarios.loader import load_scenario
 
     loaded = with_model(load_scenario(FLAGSHIP), MODEL)

@@ -16,12 +16,72 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.manifest import PolicyEntry, TrainingSummary
+from contracts.run_format import TRAINING_RECORD
 from scenarios.checks import ADAPTER_CONFIG, ADAPTER_WEIGHTS, demographics_in_persona
 from scenarios.errors import InputError, Problem, shown
 from scenarios.loader import LoadedScenario
 
 BASE = "base"
-TRAINING_RECORD = "training.json"
+
+
+@dataclass(frozen=True)
+class PolicyItem:
+    """One `--policies` item as typed: NAME, or NAME=ADAPTER_DIR (the directory made absolute)."""
+
+    text: str  # the item as given, stripped (problems quote it)
+    name: str
+    directory: Path | None  # None: a name from the scenario's block, or 'base'
+    has_equals: bool
+
+    @property
+    def recorded(self) -> str:
+        """The item as the run's request records it: its directory absolute."""
+        return f"{self.name}={self.directory}" if self.directory is not None else self.text
+
+
+def policy_items(spec: str) -> list[PolicyItem]:
+    """Every comma-separated item of a `--policies` value, empty ones included (the one parser
+    of the NAME=DIR syntax: resolving policies and recording the request both read it)."""
+    items = []
+    for piece in spec.split(","):
+        text = piece.strip()
+        name, sep, directory = text.partition("=")
+        path = Path(directory).expanduser().resolve() if sep and directory else None
+        items.append(PolicyItem(text, name, path, bool(sep)))
+    return items
+
+
+def policies_record(spec: str | None) -> str | None:
+    """`--policies` with every NAME=DIR's directory made absolute, for the run's request."""
+    return None if spec is None else ",".join(item.recorded for item in policy_items(spec))
+
+
+@dataclass(frozen=True)
+class TwinsSpec:
+    """A `--twins` value: `holdout:PATH` or `pilot:PATH` of a training record."""
+
+    text: str
+    which: str
+    path: str  # as typed (problems quote it)
+
+    @classmethod
+    def parse(cls, text: str) -> TwinsSpec:
+        """Split WHICH:PATH (the one parser of this syntax)."""
+        which, _, path = text.partition(":")
+        return cls(text, which, path)
+
+    @property
+    def recorded(self) -> str:
+        """The value as the run's request records it: the record's path absolute."""
+        if ":" not in self.text or not self.path:
+            return self.text
+        return f"{self.which}:{Path(self.path).expanduser().resolve()}"
+
+
+def twins_record(spec: str | None) -> str | None:
+    """`--twins` with its training record's path made absolute, for the run's request."""
+    return None if spec is None else TwinsSpec.parse(spec).recorded
 
 
 @dataclass(frozen=True)
@@ -34,9 +94,9 @@ class Policy:
     adapter_sha256: str | None = None
     training: dict[str, Any] | None = None
 
-    def manifest_entry(self) -> dict[str, Any]:
+    def manifest_entry(self) -> PolicyEntry:
         """What the run manifest records about this policy."""
-        summary = None
+        summary: TrainingSummary | None = None
         if self.training is not None:
             keys = ("created", "seed", "sampling", "pilot_size", "no_demographics", "base_model",
                     "hyperparameters", "final_loss", "seconds")
@@ -56,10 +116,20 @@ class TwinChoice:
     source: dict[str, Any]
 
 
+def scenario_policies(loaded: LoadedScenario, names: str | None) -> list[Policy]:
+    """The policies `--policies` names ('base' when none), adapters checked against the model."""
+    if (names is None or names.strip() == BASE) and BASE not in loaded.scenario.policies:
+        return [Policy(BASE)]  # no adapter to check: skip hashing the weights here
+    from engine.model_source import model_directory
+    from engine.weights import weights_digest
+
+    return resolve_policies(loaded, names, weights_digest(model_directory(loaded)))
+
+
 def resolve_policies(loaded: LoadedScenario, names: str | None,
                      weights_sha256: str) -> list[Policy]:
     """The policies a run asks for ('base' when none): checked adapters, in the order given."""
-    items = [n.strip() for n in (names or BASE).split(",") if n.strip()]
+    items = [item for item in policy_items(names or BASE) if item.text]
     where = str(loaded.path)
     if not items:
         raise InputError([Problem(where, None, "--policies", "name at least one policy")])
@@ -75,18 +145,17 @@ def resolve_policies(loaded: LoadedScenario, names: str | None,
     return policies
 
 
-def _policy(loaded: LoadedScenario, item: str, weights_sha256: str) -> Policy:
+def _policy(loaded: LoadedScenario, item: PolicyItem, weights_sha256: str) -> Policy:
     """One --policies item: a name from the scenario's block, 'base', or NAME=ADAPTER_DIR."""
-    where, block = str(loaded.path), loaded.scenario.policies
-    name, _, directory = item.partition("=")
-    if not name.isidentifier() or (item.count("=") and not directory):
-        raise InputError([Problem(where, None, "--policies", f"'{item}' is not NAME or "
+    where, block, name = str(loaded.path), loaded.scenario.policies, item.name
+    if not name.isidentifier() or (item.has_equals and item.directory is None):
+        raise InputError([Problem(where, None, "--policies", f"'{item.text}' is not NAME or "
                                   "NAME=ADAPTER_DIR (a name is letters, digits and _)")])
-    if directory:
+    if item.directory is not None:
         if name == BASE:
             raise InputError([Problem(where, None, "--policies", "'base' is the scenario's model "
                                       "without an adapter; give the adapter policy another name")])
-        return adapter_policy(name, Path(directory).expanduser().resolve(), None, weights_sha256)
+        return adapter_policy(name, item.directory, None, weights_sha256)
     entry = block.get(name)
     if entry is None and name != BASE:
         known = ", ".join(dict.fromkeys([BASE, *block]))
@@ -184,7 +253,8 @@ def read_training_record(path: Path) -> dict[str, Any]:
 
 def twins_from_record(loaded: LoadedScenario, spec: str) -> TwinChoice:
     """`holdout:PATH` or `pilot:PATH`: those twins of a training record, and what to record."""
-    which, _, path = spec.partition(":")
+    parsed = TwinsSpec.parse(spec)
+    which, path = parsed.which, parsed.path
     if which not in ("holdout", "pilot") or not path:
         raise InputError([Problem(str(loaded.path), None, "--twins", f"'{spec}' should be "
                                   "holdout:ADAPTER_DIR/training.json (or pilot:...)")])

@@ -14,13 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from contracts import run_format
+from contracts.run_format import MANIFEST, PARTS, RESPONSES, STARTING, TRANSCRIPTS
 from engine.lock import LOCK_FILE
-
-MANIFEST = "manifest.json"
-RESPONSES = "responses.parquet"
-TRANSCRIPTS = "transcripts.jsonl"
-PARTS = "parts"
-STARTING = "starting"
 
 
 class RunStore:
@@ -110,16 +106,10 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     """A run directory's manifest (None when there is none); a damaged one is an input error."""
     from scenarios.errors import InputError, Problem
 
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError([Problem(str(path), None, "", f"not valid JSON ({exc})")]) from None
-    if not isinstance(manifest, dict):
-        raise InputError([Problem(str(path), None, "", "expected a JSON object")])
-    return manifest
+        return run_format.read_manifest(run_dir)
+    except (run_format.ManifestNotJSON, run_format.ManifestNotObject) as exc:
+        raise InputError([Problem(str(run_dir / MANIFEST), None, "", str(exc))]) from None
 
 
 def table_damage(run_dir: Path, manifest: dict[str, Any]) -> str | None:

@@ -18,7 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from engine.store import MANIFEST, TRANSCRIPTS, read_manifest
+from contracts.run_format import MANIFEST, TRANSCRIPTS
+from engine.store import read_manifest
 from scenarios.errors import InputError, Problem, printable, shown
 
 

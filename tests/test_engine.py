@@ -10,19 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.backends.base import ChoiceQuery, Distribution
+from engine.backends.base import BackendWrapper, ChoiceQuery, Distribution
 from engine.runner import run_scenario
 from engine.store import PARTS, RESPONSES, TRANSCRIPTS
 
 
-class CountingBackend:
+class CountingBackend(BackendWrapper):
     """The real backend, with a record of every call it receives."""
 
     def __init__(self, inner, fail_on_call: int | None = None) -> None:
-        self.inner, self.kind, self.calls, self.fail_on_call = inner, inner.kind, [], fail_on_call
-
-    def identity(self):
-        return self.inner.identity()
+        super().__init__(inner)
+        self.calls, self.fail_on_call = [], fail_on_call
 
     def option_distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         self.calls.append(len(queries))

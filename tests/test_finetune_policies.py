@@ -10,9 +10,10 @@ import pytest
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from engine.backends.transformers_backend import TransformersBackend, weights_digest
+from engine.backends.transformers_backend import TransformersBackend
 from engine.policies import resolve_policies, twins_from_record
 from engine.runner import run_scenario
+from engine.weights import weights_digest
 from scenarios.errors import InputError
 from scenarios.loader import load_scenario
 from tests.conftest import FLAGSHIP, run_cli

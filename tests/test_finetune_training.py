@@ -10,23 +10,23 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from agents.pilot import Sampling
-from engine.backends.transformers_backend import TransformersBackend, weights_digest
+from engine.backends.base import BackendWrapper
+from engine.backends.transformers_backend import TransformersBackend
 from engine.finetune import TrainingSettings, finetune
 from engine.policies import resolve_policies, twins_from_record
 from engine.runner import run_scenario
+from engine.weights import weights_digest
 from tests.conftest import FLAGSHIP, run_cli
 
 HOLDOUT_TWINS = 150  # a seeded subset of the 836 holdout twins keeps the test quick
 
 
-class PolicyCountingBackend:
+class PolicyCountingBackend(BackendWrapper):
     """The real backend, with the policies of every call it receives."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.kind, self.calls = inner, inner.kind, []
-
-    def identity(self):
-        return self.inner.identity()
+        super().__init__(inner)
+        self.calls = []
 
     def option_distributions(self, queries):
         self.calls.append(sorted({q.policy for q in queries}))
