@@ -1,19 +1,26 @@
 """What every metric compares: scopes (everyone, then each group of each subgroup column) and
 per-scope answer counts for the human sample, each policy, their bootstrap draws and the human
-split halves. Counts are built once per (sample, scope) and shared by the metric modules.
+split halves. Counts are built once per (sample, scope) and shared by the metric modules, which
+also share the comparison's two steps: a cell per policy (`Comparison.per_policy`) and a
+split-half ceiling corrected to the real sizes (`corrected_ceiling`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
 
-from analysis.cells import Cell, not_estimable
+from analysis.cells import Ceiling, Cell, ceiling, not_estimable
 from analysis.experiment import Experiment
-from analysis.resampling import Resampling
+from analysis.resampling import Resampling, ceiling_factor, mean_size
 from analysis.samples import Sample
+
+# A policy's cells in one scope (one per table a metric fills) and its size in the metric's unit.
+Measured = tuple[tuple[Cell, ...], float]
+Measure = Callable[[Sample], Measured]
 
 MIN_GROUP = 2  # fewer participants than this in a group and its cells are "not estimable"
 
@@ -123,3 +130,36 @@ class Comparison:
         reason = self.problem(scope, sample)
         return None if reason is None else not_estimable(
             reason, len(self.members(scope, sample)), len(scope.human))
+
+    def per_policy(self, scope: Scope, measure: Measure, tables: int = 1,
+                   ) -> tuple[list[dict[str, Cell]], list[float]]:
+        """Each policy's cells in a scope, `tables` of them side by side: `measure`'s, or the
+        not-estimable cell where the scope is too small; and the sizes of the measured ones."""
+        filled: list[dict[str, Cell]] = [{} for _ in range(tables)]
+        sizes: list[float] = []
+        for sample in self.policies:
+            blocked = self.blocked(scope, sample)
+            cells, size = ((blocked,) * tables, None) if blocked is not None else measure(sample)
+            for table, cell in zip(filled, cells, strict=True):
+                table[sample.name] = cell
+            if size is not None:
+                sizes.append(size)
+        return filled, sizes
+
+
+def scaled(values: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """A distance or |difference| at the real sizes: times the ceiling factor."""
+    return values * factor
+
+
+def scaled_ratio(values: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """A ratio at the real sizes: its log times the factor (centred on 1, the spread shrinks)."""
+    return np.exp(factor * np.log(values))
+
+
+def corrected_ceiling(split: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, sizes: list[float],
+                      n_half: float, correct: Callable[..., np.ndarray] = scaled) -> Ceiling:
+    """The split-half ceiling of a metric, raw and corrected to the policies' mean size."""
+    factor = ceiling_factor(n_a, n_b, mean_size(sizes))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ceiling(split, correct(split, factor), n_half)

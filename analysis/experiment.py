@@ -1,7 +1,8 @@
-"""The analysis room's view of a scenario, read from the manifest's `scenario.resolved` dict.
+"""The analysis room's view of a scenario, read from the manifest's `scenario.resolved` record.
 
-Analysis may not import `scenarios`, so this module re-reads the resolved scenario (a plain dict,
-`Scenario.model_dump(mode="json", by_alias=True)`) into the few records scoring needs.
+Analysis may not import `scenarios`; the resolved record's fields are declared once, in
+`contracts.run_format` (ResolvedScenario, checked against scenarios.schema by a test), and read
+here into the few records scoring needs.
 """
 
 from __future__ import annotations
@@ -10,31 +11,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.errors import AnalysisInputError
-from analysis.formula import CheckedFormula, FormulaError, check_formula
+from contracts.formula import CheckedFormula, FormulaError, check_formula
+from contracts.run_format import (
+    ResolvedCoherenceRule,
+    ResolvedPopulation,
+    ResolvedQuestion,
+    ResolvedScenario,
+    ResolvedStage,
+    question_ordered,
+)
 
-ORDERED_TYPES = frozenset({"likert", "probability_buckets"})
-# Mirrors scenarios.schema.DEFAULT_OPTIONS, used only if a manifest left `options` unresolved.
-DEFAULT_OPTIONS = {
-    "yes_no": ("yes", "no"),
-    "probability_buckets": ("p00_20", "p21_40", "p41_60", "p61_80", "p81_100"),
-}
 FAMILIES = frozenset({"logit", "mnlogit", "ols"})
 
 
 @dataclass(frozen=True)
 class Question:
-    """A belief or action question: its options in scale order and its human data column."""
+    """A belief or action question: its options in scale order and its human data column.
+
+    `values` are the options' numbers when the question is a numeric scale (else None): its
+    distances and spread are then measured on them rather than on option positions."""
 
     id: str
     kind: str
     type: str
     options: tuple[str, ...]
     human_column: str | None
-
-    @property
-    def ordered(self) -> bool:
-        """Whether option order is a scale (Likert, probability buckets)."""
-        return self.type in ORDERED_TYPES
+    ordered: bool = False
+    values: tuple[float, ...] | None = None
 
     def column_for(self, round_id: int) -> str | None:
         """The human data column holding this question's answer in a round."""
@@ -133,23 +136,33 @@ def _need(mapping: Any, key: str, where: str) -> Any:
     return mapping[key]
 
 
-def _questions(stages: list[dict[str, Any]], where: str) -> tuple[Question, ...]:
+def _questions(stages: list[ResolvedStage], where: str) -> tuple[Question, ...]:
     questions = []
     for s, stage in enumerate(stages):
         kind = _need(stage, "kind", f"{where}.stages[{s}]")
         for i, q in enumerate(_need(stage, "questions", f"{where}.stages[{s}]")):
-            at = f"{where}.stages[{s}].questions[{i}]"
-            qtype = _need(q, "type", at)
-            raw = q.get("options")
-            options = tuple(o["id"] for o in raw) if raw else DEFAULT_OPTIONS.get(qtype, ())
-            if len(options) < 2:
-                raise AnalysisInputError(f"{at}: a question needs at least two options")
-            questions.append(Question(_need(q, "id", at), kind, qtype, options,
-                                      q.get("human_column")))
+            questions.append(_question(q, kind, f"{where}.stages[{s}].questions[{i}]"))
     return tuple(questions)
 
 
-def _coherence(rules: list[dict[str, Any]]) -> tuple[CoherenceRule, ...]:
+def _question(q: ResolvedQuestion, kind: str, at: str) -> Question:
+    _need(q, "type", at)
+    raw = q.get("options") or []
+    options = tuple(str(o["id"]) for o in raw)
+    if len(options) < 2:
+        raise AnalysisInputError(f"{at}: a question needs at least two options")
+    numbers = [o.get("value") for o in raw]
+    values = None
+    if any(v is not None for v in numbers):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+            raise AnalysisInputError(f"{at}: options {list(options)}: either every option has a "
+                                     "numeric 'value' or none has")
+        values = tuple(float(v) for v in numbers)
+    return Question(_need(q, "id", at), kind, q["type"], options, q.get("human_column"),
+                    question_ordered(q), values)
+
+
+def _coherence(rules: list[ResolvedCoherenceRule]) -> tuple[CoherenceRule, ...]:
     return tuple(
         CoherenceRule(r["belief"], r["action"],
                       tuple((c["belief"], c["action"]) for c in r["contradicts"]))
@@ -157,7 +170,7 @@ def _coherence(rules: list[dict[str, Any]]) -> tuple[CoherenceRule, ...]:
     )
 
 
-def experiment_from_resolved(resolved: dict[str, Any], where: str) -> Experiment:
+def experiment_from_resolved(resolved: ResolvedScenario, where: str) -> Experiment:
     """Read the resolved scenario dict; `where` names it in errors (e.g. 'manifest.json: ...')."""
     try:
         experiment = _experiment(resolved, where)
@@ -169,7 +182,7 @@ def experiment_from_resolved(resolved: dict[str, Any], where: str) -> Experiment
 
 
 def check_formulas(experiment: Experiment, where: str) -> dict[str, CheckedFormula]:
-    """Every regression formula within the formula grammar (analysis.formula), by regression name.
+    """Every regression formula within the formula grammar (contracts.formula), by regression name.
 
     A manifest is as shareable as a scenario file, so its formulas are checked again here, before
     anything is scored: a formula is data, never code.
@@ -184,7 +197,7 @@ def check_formulas(experiment: Experiment, where: str) -> dict[str, CheckedFormu
     return checked
 
 
-def _experiment(resolved: dict[str, Any], where: str) -> Experiment:
+def _experiment(resolved: ResolvedScenario, where: str) -> Experiment:
     population = _need(resolved, "population", where)
     analysis = resolved.get("analysis") or {}
     factors = tuple(
@@ -213,7 +226,7 @@ def _experiment(resolved: dict[str, Any], where: str) -> Experiment:
     )
 
 
-def _demographics(population: dict[str, Any]) -> dict[str, str]:
+def _demographics(population: ResolvedPopulation) -> dict[str, str]:
     """Each demographic's name and its column in the reference data.
 
     Twins carry their row's values under `population.demographics` (name -> data column). A

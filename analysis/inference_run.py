@@ -33,15 +33,14 @@ from analysis.inference import (
     ppi_mean,
 )
 from analysis.inference_tables import regression_tables
-from analysis.run_dir import RESPONSES, RunInputs, read_run
+from analysis.run_dir import RunInputs, read_run
 from analysis.samples import Sample
+from contracts.manifest import Manifest
+from contracts.run_format import INFERENCE, REPORT, RESPONSES, TRAINING_RECORD
 
-INFERENCE = "inference.json"
-REPORT = "report.json"
 SCHEMA_VERSION = 1
 DEFAULT_LABELLED = 0.2
 DEFAULT_WIDTH = 0.1
-TRAINING_RECORD = "training.json"  # as engine.policies names it (analysis reads files only)
 
 
 def parse_estimands(items: list[str] | None, experiment: Experiment) -> dict[str, set[str]]:
@@ -107,7 +106,7 @@ def rectification_split(pool: list[str], labelled: str | None, ids_file: Path | 
     return labelled_ids, unlabelled_ids, how
 
 
-def check_leakage(manifest: dict[str, Any], labelled: list[str]) -> list[dict[str, Any]]:
+def check_leakage(manifest: Manifest, labelled: list[str]) -> list[dict[str, Any]]:
     """Refuse labelled humans in a policy's finetuning pilot (its adapter's training.json)."""
     checked = []
     for entry in manifest.get("policies") or []:

@@ -7,7 +7,7 @@ code for mnlogit (first option present = reference), the index for ols. Standard
 cluster-robust by participant (rounds of one participant are not independent). A fit that cannot
 be estimated (perfect separation, singular design, no convergence) is returned with the reason.
 
-A formula is data, never code: it is checked against the grammar of analysis.formula right before
+A formula is data, never code: it is checked against the grammar of contracts.formula right before
 each fit, and its design matrices are built by formulaic in a namespace holding only `C` and `I`
 (no numpy, no builtins, no caller's frame; statsmodels' formula API would evaluate the formula in
 the caller's frame). Columns are ordered as the formula API orders them (its "legacy" patsy order),
@@ -37,7 +37,7 @@ from statsmodels.tools import sm_exceptions
 from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, RegressionSpec
 from analysis.experiment import check_formulas as check_grammar
-from analysis.formula import ALLOWED_CALLS, CheckedFormula, FormulaError, check_formula
+from contracts.formula import ALLOWED_CALLS, CheckedFormula, FormulaError, check_formula
 
 Z95 = float(norm.ppf(0.975))
 FAMILIES = {"logit": Logit, "mnlogit": MNLogit, "ols": OLS}

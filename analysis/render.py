@@ -12,17 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-SECTIONS = {
-    "heterogeneity": "Heterogeneity (simulated beside human)",
-    "divergence": "Distributional alignment (distance to the human answers; lower is closer)",
-    "coherence": "Belief-action coherence",
-    "regression_recovery": "Regression recovery (against the human fit)",
-}
-SUBGROUP_METRICS = frozenset({
-    "unique_structures", "unique_structures_ratio", "spread_ratio", "js_distance_belief_mean",
-    "js_distance", "wasserstein", "gap", "gap_difference",
-})
-COUNT_METRICS = frozenset({"unique_structures"})
+from analysis.metrics import count_metrics, sections, subgroup_metrics
 
 
 def _number(value: float | None, count: bool = False) -> str:
@@ -63,7 +53,7 @@ def _scope(row: dict[str, Any]) -> str:
 def _shown(row: dict[str, Any]) -> bool:
     if row.get("subgroup") is None:
         return True
-    return row["metric"] in SUBGROUP_METRICS and row.get("round") is None
+    return row["metric"] in subgroup_metrics() and row.get("round") is None
 
 
 def _reasons(rows: list[dict[str, Any]], policies: list[str]) -> list[str]:
@@ -88,7 +78,7 @@ def section_table(title: str, rows: list[dict[str, Any]], policies: list[str]) -
     table.add_column("human split-half ceiling", overflow="fold")
     shown = [r for r in rows if _shown(r)]
     for row in shown:
-        count = row["metric"] in COUNT_METRICS
+        count = row["metric"] in count_metrics()
         table.add_row(
             row["metric"], escape(row.get("item") or ""), "pooled" if row.get("round") is None
             else str(row["round"]), _scope(row), format_cell(row.get("human"), count),
@@ -152,10 +142,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     """Print every section of a report with one column per policy plus the ceiling."""
     print_header(report, console)
     policies = list(report["policies"])
-    for key, title in SECTIONS.items():
-        rows = report["tables"].get(key) or []
+    for section in sections():
+        rows = report["tables"].get(section.key) or []
         if rows:
-            console.print(section_table(title, rows, policies))
+            console.print(section_table(section.title, rows, policies))
     for regression in report.get("regressions", []):
         console.print(coefficient_table(regression, policies))
     for note in report.get("notes", []):

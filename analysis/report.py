@@ -11,19 +11,17 @@ from typing import Any
 import numpy as np
 
 from analysis.cells import Row, to_json
-from analysis.coherence import coherence_rows
 from analysis.comparison import MIN_GROUP, Comparison
-from analysis.divergence import divergence_rows
 from analysis.errors import AnalysisInputError
-from analysis.heterogeneity import heterogeneity_rows
 from analysis.inference_run import read_inference
-from analysis.recovery import ALPHA, regression_section
+from analysis.metrics import sections
+from analysis.metrics.recovery import ALPHA
 from analysis.resampling import CI_LEVEL, Resampling
 from analysis.run_dir import RunInputs, read_run
 from analysis.samples import Sample
+from contracts.run_format import REPORT
 
 SCHEMA_VERSION = 1
-REPORT = "report.json"
 DEFAULT_SPLITS = 20
 CEILING_NOTE = (
     "ceiling.value: the metric between two random halves of the human sample (mean and 2.5-97.5% "
@@ -72,8 +70,7 @@ def build_report(inputs: RunInputs, bootstrap: int, seed: int, splits: int) -> d
     experiment = inputs.experiment
     comparison = Comparison(experiment, inputs.human, inputs.policies,
                             Resampling(bootstrap, splits, seed))
-    recovery_rows, coefficients = regression_section(experiment, inputs.human, inputs.policies,
-                                                     comparison.halves)
+    scored = {section.key: section.score(comparison) for section in sections()}
     scenario = inputs.manifest.get("scenario", {})
     return {
         "schema_version": SCHEMA_VERSION,
@@ -96,13 +93,9 @@ def build_report(inputs: RunInputs, bootstrap: int, seed: int, splits: int) -> d
                                  for p in inputs.policies}},
         "subgroups": {s: sorted({sc.group for sc in comparison.scopes if sc.subgroup == s})
                       for s in experiment.subgroups},
-        "tables": {
-            "heterogeneity": _table(heterogeneity_rows(comparison)),
-            "divergence": _table(divergence_rows(comparison)),
-            "coherence": _table(coherence_rows(comparison)),
-            "regression_recovery": _table(recovery_rows),
-        },
-        "regressions": to_json(coefficients),
+        "tables": {key: _table(result.rows) for key, result in scored.items()},
+        **{name: to_json(entry) for result in scored.values()
+           for name, entry in result.extra.items()},  # e.g. `regressions`, the coefficients
         "notes": _notes(inputs),
     }
 

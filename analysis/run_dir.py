@@ -6,7 +6,6 @@ Every problem is an `AnalysisInputError` naming the file, the column and what wa
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,20 @@ from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, experiment_from_resolved
 from analysis.regression import check_formulas
 from analysis.samples import Sample, align_attributes, sample_from_human, sample_from_responses
+from contracts.manifest import Manifest
+from contracts.run_format import (
+    DATA_ROW_MEANING,
+    MANIFEST,
+    RESPONSES,
+    ROW_ID_PREFIX,
+    SCORED_COLUMNS,
+    ManifestNotJSON,
+    ManifestNotObject,
+    leading_note,
+)
+from contracts.run_format import read_manifest as read_manifest_file
 
-MANIFEST = "manifest.json"
-RESPONSES = "responses.parquet"
-RESPONSE_COLUMNS = ("participant_id", "round", "question_id", "answer")
+RESPONSE_COLUMNS = SCORED_COLUMNS  # the name this module has always exported
 SYNTHETIC_MARK = "SYNTHETIC STAND-IN"
 
 
@@ -40,7 +49,7 @@ class RunInputs:
     """A run ready to score: the scenario, one sample per policy and the human reference."""
 
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     experiment: Experiment
     policies: list[Sample]
     human: Sample
@@ -59,24 +68,26 @@ class RunInputs:
         return any(SYNTHETIC_MARK in note.upper() for note in notes)
 
 
-def _human_data(manifest: dict[str, Any]) -> dict[str, Any]:
+def _human_data(manifest: Manifest) -> dict[str, Any]:
     """The manifest's `human_data` record; {} for a marginal population's run (null there)."""
     record = manifest.get("human_data")
     return record if isinstance(record, dict) else {}
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest.json as a dict."""
+def read_manifest(run_dir: Path) -> Manifest:
+    """The run's manifest.json (contracts.manifest), with the resolved scenario in it."""
     if not run_dir.is_dir():
         raise AnalysisInputError(f"{run_dir}: not a run directory (expected a folder)")
     path = run_dir / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AnalysisInputError(f"{path}: missing (every run directory has a manifest)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnalysisInputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or "resolved" not in (manifest.get("scenario") or {}):
+        manifest = read_manifest_file(run_dir)
+    except ManifestNotJSON as exc:
+        raise AnalysisInputError(f"{path}: {exc}") from None
+    except ManifestNotObject:
+        manifest = {}  # worded below, as for an object without the resolved scenario
+    if manifest is None:
+        raise AnalysisInputError(f"{path}: missing (every run directory has a manifest)")
+    if "resolved" not in (manifest.get("scenario") or {}):
         raise AnalysisInputError(f"{path}: expected a 'scenario' object with 'resolved' in it")
     return manifest
 
@@ -104,11 +115,7 @@ def read_human_table(path: Path) -> HumanTable:
     """A human data CSV; leading '#' lines are its note; every cell is read as text."""
     try:
         with path.open(encoding="utf-8") as handle:
-            note = []
-            for line in handle:
-                if not line.startswith("#"):
-                    break
-                note.append(line[1:].strip())
+            note = leading_note(handle)
         table = pd.read_csv(path, skiprows=len(note), dtype=str, keep_default_na=True)
     except FileNotFoundError:
         raise AnalysisInputError(f"{path}: human data file not found") from None
@@ -117,7 +124,7 @@ def read_human_table(path: Path) -> HumanTable:
     return HumanTable(path, table, "\n".join(note))
 
 
-def human_path(run_dir: Path, manifest: dict[str, Any], experiment: Experiment,
+def human_path(run_dir: Path, manifest: Manifest, experiment: Experiment,
                override: Path | None) -> Path:
     """The human data file: `override`, else the manifest's, else the scenario's population."""
     if override is not None:
@@ -154,7 +161,7 @@ def check_columns(present: set[str], required: list[str], where: str, what: str)
         raise AnalysisInputError(f"{where}: missing required column(s) {missing} ({what})")
 
 
-def policy_names(manifest: dict[str, Any]) -> list[str]:
+def policy_names(manifest: Manifest) -> list[str]:
     """Policy names in the manifest's order; entries are names or {"name": ...} records."""
     entries = manifest.get("policies") or []
     return [str(e["name"]) if isinstance(e, dict) else str(e) for e in entries]
@@ -193,7 +200,7 @@ def read_run(run_dir: Path, human: Path | None) -> RunInputs:
                      reference.note, scope, rows)
 
 
-def twin_counterparts(table: pd.DataFrame, responses: pd.DataFrame, manifest: dict[str, Any],
+def twin_counterparts(table: pd.DataFrame, responses: pd.DataFrame, manifest: Manifest,
                       experiment: Experiment, path: Path
                       ) -> tuple[pd.DataFrame, str, dict[str, Any] | None]:
     """For a twins run, the human rows whose twins were simulated (a holdout, never a pilot):
@@ -212,7 +219,7 @@ def twin_counterparts(table: pd.DataFrame, responses: pd.DataFrame, manifest: di
     return table[keep], f"the {int(keep.sum())} human rows whose twins were simulated", None
 
 
-def _by_row_position(table: pd.DataFrame, responses: pd.DataFrame, manifest: dict[str, Any],
+def _by_row_position(table: pd.DataFrame, responses: pd.DataFrame, manifest: Manifest,
                      path: Path) -> tuple[pd.DataFrame, str, dict[str, Any]]:
     """Twins of data without an id column, matched to the data rows they record.
 
@@ -256,13 +263,10 @@ def _by_row_position(table: pd.DataFrame, responses: pd.DataFrame, manifest: dic
                            "count": len(numbers), "of": total, "rows": numbers}
 
 
-# As agents.population writes them (analysis reads files only, so the wording is repeated here).
-DATA_ROW_MEANING = ("1-based number of the data row: the first row under the CSV header is 1; the "
-                    "leading '#' note lines, the header and blank lines are not counted")
-_ROW_ID = re.compile(r"row([1-9][0-9]*)")
+_ROW_ID = re.compile(re.escape(ROW_ID_PREFIX) + r"([1-9][0-9]*)")
 
 
-def _recorded_rows(manifest: dict[str, Any], simulated: list[str]) -> dict[str, int]:
+def _recorded_rows(manifest: Manifest, simulated: list[str]) -> dict[str, int]:
     """Participant id -> data row: the manifest's `twin_rows`, else (a run written before twins
     recorded their rows) the ids themselves, row1, row2, ..., which name the row."""
     record = manifest.get("twin_rows")

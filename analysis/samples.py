@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, Question
+from contracts.run_format import ROW_ID_PREFIX
 
 MISSING = -1
 
@@ -47,10 +48,17 @@ def _label(value: object) -> str | None:
 
 
 def option_indices(values: pd.Series, question: Question, where: str) -> np.ndarray:
-    """Map option ids to their index (-1 for missing); unknown ids are an input error."""
+    """Map option ids to their index (-1 for missing); unknown ids are an input error.
+
+    On a numeric scale a cell may also name an option by its value: 7, "7" and "7.0" are the
+    option whose value is 7."""
     lookup = {option: i for i, option in enumerate(question.options)}
     present = values.notna()
-    mapped = values[present].astype(str).str.strip().map(lookup)
+    text = values[present].astype(str).str.strip()
+    mapped = text.map(lookup)
+    if question.values is not None:
+        by_value = {value: i for i, value in enumerate(question.values)}
+        mapped = mapped.fillna(pd.to_numeric(text, errors="coerce").map(by_value))
     unknown = sorted(set(values[present][mapped.isna()].astype(str)))
     if unknown:
         raise AnalysisInputError(
@@ -93,7 +101,7 @@ def sample_from_human(table: pd.DataFrame, experiment: Experiment, where: str) -
     else:  # row1, row2, ... as the twins are named; a chosen subset keeps its rows' numbers
         numbers = (table.index + 1 if pd.api.types.is_integer_dtype(table.index)
                    else range(1, len(table) + 1))
-        ids = np.array([f"row{i}" for i in numbers], dtype=object)
+        ids = np.array([f"{ROW_ID_PREFIX}{i}" for i in numbers], dtype=object)
     answers = np.full((len(table), len(experiment.rounds), len(experiment.questions)),
                       MISSING, np.int16)
     for q, question in enumerate(experiment.questions):

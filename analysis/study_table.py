@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from analysis.metrics import count_metrics
+
 STUDY_SCHEMA_VERSION = 1
 # (report table, metric, label): the paper's measures, in its order.
 MEASURES = (
@@ -28,7 +30,6 @@ MEASURES = (
     ("regression_recovery", "false_positive_rate", "regression FPR"),
 )
 PER_SUBGROUP = frozenset({"js_distance_belief_mean"})  # the paper's per-ethnic-group measure
-COUNTS = frozenset({"unique_structures"})
 PER_ITEM = frozenset({"sign_f1", "false_positive_rate"})
 
 
@@ -109,7 +110,7 @@ def _rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["measure", "scope", "human", "ceiling", *policies]
     lines = []
     for row in document["table"]["rows"]:
-        count = row["measure"] in COUNTS
+        count = row["measure"] in count_metrics()
         # A regression's name tells its rows apart; other items are what the label says.
         label = row["label"] + (f" · {row['item']}" if row["measure"] in PER_ITEM else "")
         lines.append([label, row["scope"], _value(row["human"], count),

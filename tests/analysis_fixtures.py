@@ -1,7 +1,8 @@
 """Small hand-built run directories and human CSVs for the analysis tests.
 
 A participant table is "wide" like the human data (one row per participant, columns
-r{round}_{question}); `write_run` turns wide tables into the engine's long responses.parquet.
+r{round}_{question}); `write_run` turns wide tables into the engine's long responses.parquet,
+whose columns and their order come from the run format contract (contracts.run_format).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from contracts.run_format import ResponseAnswer, ResponseWho, response_columns
 
 LOCATION = ["north", "south", "both", "neither"]
 TRUTH = ["p00_20", "p21_40", "p41_60", "p61_80", "p81_100"]
@@ -24,6 +27,21 @@ def _question(qid: str, qtype: str, options: list[str]) -> dict[str, Any]:
     return {"id": qid, "type": qtype, "text": f"{qid}?",
             "options": [{"id": o, "text": o, "label": chr(65 + i)} for i, o in enumerate(options)],
             "human_column": f"r{{round}}_{qid}"}
+
+
+def numeric_question(qid: str, values: list[int]) -> dict[str, Any]:
+    """A numeric question as the manifest resolves it: options "0", "5", ... with their values."""
+    return {"id": qid, "type": "numeric", "text": f"{qid}?", "ordered": True,
+            "options": [{"id": str(v), "text": str(v), "label": chr(65 + i), "value": float(v)}
+                        for i, v in enumerate(values)],
+            "human_column": f"r{{round}}_{qid}"}
+
+
+def with_numeric(resolved: dict[str, Any], question: dict[str, Any]) -> dict[str, Any]:
+    """The scenario with a numeric question added to its action stage."""
+    stages = [dict(stage) for stage in resolved["stages"]]
+    stages[-1]["questions"] = [*stages[-1]["questions"], question]
+    return {**resolved, "stages": stages}
 
 
 def scenario(regressions: list[dict[str, str]] | None = None,
@@ -81,27 +99,41 @@ def write_human(path: Path, table: pd.DataFrame, note: str = "SYNTHETIC STAND-IN
     return path
 
 
-def long_responses(table: pd.DataFrame, policy: str) -> pd.DataFrame:
+def _attributes(resolved: dict[str, Any]) -> dict[str, str]:
+    """Each participant attribute of the responses table -> its wide (human data) column."""
+    columns = {name: spec.get("column") or name
+               for name, spec in (resolved.get("conditions") or {}).items()}
+    return columns | dict(resolved["population"].get("demographics") or {})
+
+
+def long_responses(table: pd.DataFrame, policy: str,
+                   resolved: dict[str, Any] | None = None) -> pd.DataFrame:
     """The engine's long rows (participant x round x question) for a wide table."""
+    resolved = resolved or scenario()
+    attributes = _attributes(resolved)
     rows = []
-    kinds = {"belief_location": "belief", "belief_truth": "belief", "attack": "action"}
     for record in table.to_dict("records"):
-        for r in ROUNDS:
-            for qid, options in QUESTIONS.items():
-                answer = record[f"r{r}_{qid}"]
-                if isinstance(answer, float):  # missing
-                    continue
-                index = options.index(answer)
-                rows.append({
-                    "participant_id": record["participant_id"], "policy": policy,
-                    "disclosure": record["disclosure"], "values": record["value_structure"],
-                    "ethnicity": record["Ethnicity"], "gender": record["Gender"],
-                    "round": r, "stage": kinds[qid], "question_id": qid, "kind": kinds[qid],
-                    "type": "x", "options": options,
-                    "probs": [1.0 if i == index else 0.0 for i in range(len(options))],
-                    "answer": answer, "answer_index": index, "option_mass": 1.0,
-                })
-    return pd.DataFrame(rows)
+        who = ResponseWho(participant_id=record["participant_id"], policy=policy)
+        drawn = {name: record[column] for name, column in attributes.items()}
+        for round_ in resolved["rounds"]:
+            for stage in resolved["stages"]:
+                for q in stage["questions"]:
+                    answer = record[q["human_column"].format(round=round_["id"])]
+                    if isinstance(answer, float):  # missing
+                        continue
+                    rows.append({**who, **drawn, **_answer(round_["id"], stage, q, answer)})
+    return pd.DataFrame(rows, columns=response_columns(attributes))
+
+
+def _answer(round_id: int, stage: dict[str, Any], question: dict[str, Any],
+            answer: str) -> ResponseAnswer:
+    options = [o["id"] for o in question["options"]]
+    index = options.index(answer)
+    return ResponseAnswer(
+        round=round_id, stage=stage["id"], question_id=question["id"], kind=stage["kind"],
+        type=question["type"], options=options,
+        probs=[1.0 if i == index else 0.0 for i in range(len(options))],
+        answer=answer, answer_index=index, option_mass=1.0, invalid=None)
 
 
 def write_run(run_dir: Path, policies: dict[str, pd.DataFrame], human: Path | None,
@@ -116,7 +148,7 @@ def write_run(run_dir: Path, policies: dict[str, pd.DataFrame], human: Path | No
         "model": {}, "policies": list(policies), "packages": {},
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    frames = [long_responses(t, p) for p, t in policies.items()]
+    frames = [long_responses(t, p, resolved) for p, t in policies.items()]
     pd.concat(frames, ignore_index=True).to_parquet(run_dir / "responses.parquet", index=False)
     return run_dir
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from analysis.divergence import js_distance, wasserstein_ordered
+from analysis.metrics.divergence import js_distance, wasserstein_ordered
 from tests import analysis_fixtures as fx
 
 

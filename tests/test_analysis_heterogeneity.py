@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.heterogeneity import entropy_bits, spread
+from analysis.metrics.heterogeneity import entropy_bits, spread
 from tests import analysis_fixtures as fx
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from analysis.recovery import recovery
+from analysis.metrics.recovery import recovery
 from analysis.regression import Fit
 from analysis.render import print_report
 from tests import analysis_fixtures as fx

@@ -18,10 +18,10 @@ import statsmodels.formula.api as smf
 
 from analysis.errors import AnalysisInputError
 from analysis.experiment import RegressionSpec, experiment_from_resolved
-from analysis.formula import ALLOWED, CheckedFormula, FormulaError, check_formula
 from analysis.regression import design, fit, prepare
 from analysis.run_dir import read_human_table
 from analysis.samples import align_attributes, participant_rounds, sample_from_human
+from contracts.formula import ALLOWED, CheckedFormula, FormulaError, check_formula
 from tests import analysis_fixtures as fx
 from tests.conftest import FLAGSHIP, run_cli
 

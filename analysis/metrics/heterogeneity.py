@@ -4,21 +4,24 @@
   (every question of a 'belief' stage, every round); participants with a missing belief answer
   are left out and the n used is reported;
 - entropy (bits) of each question's answer distribution, pooled over rounds;
-- spread of each question: for ordered questions the standard deviation of the option index;
-  for unordered ones sqrt(Gini-Simpson) = sqrt(1 - sum p^2), which is the standard deviation of
-  the one-hot answer vector (the square root of its total variance), so both read as "std".
+- spread of each question: for ordered questions the standard deviation of the option index
+  (of the options' values on a numeric scale); for unordered ones sqrt(Gini-Simpson) =
+  sqrt(1 - sum p^2), which is the standard deviation of the one-hot answer vector (the square
+  root of its total variance), so both read as "std".
 Simulated/human ratios carry cluster-bootstrap intervals and the human split-half ceiling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from analysis.cells import Cell, Row, ceiling, estimate, not_estimable
-from analysis.comparison import Comparison, Scope
-from analysis.divergence import pick
+from analysis.comparison import Comparison, Measured, Scope, corrected_ceiling, scaled_ratio
 from analysis.experiment import Experiment
-from analysis.resampling import ceiling_factor, mean_size
+from analysis.metrics import Metric, Scored, Section
+from analysis.metrics.divergence import pick
 from analysis.samples import Sample
 
 
@@ -29,13 +32,15 @@ def entropy_bits(counts: np.ndarray) -> np.ndarray:
         return -np.where(p > 0, p * np.log2(np.where(p > 0, p, 1)), 0).sum(axis=-1)
 
 
-def spread(counts: np.ndarray, ordered: bool) -> np.ndarray:
-    """Std of the option index (ordered) or sqrt(Gini-Simpson) (unordered), last axis."""
+def spread(counts: np.ndarray, ordered: bool, values: tuple[float, ...] | None = None
+           ) -> np.ndarray:
+    """Std of the option index, or of the option values when given (ordered), or
+    sqrt(Gini-Simpson) (unordered), along the last axis."""
     with np.errstate(invalid="ignore", divide="ignore"):
         p = counts / counts.sum(axis=-1, keepdims=True)
     if not ordered:
         return np.sqrt(np.clip(1 - (p**2).sum(axis=-1), 0, None))
-    index = np.arange(p.shape[-1])
+    index = np.arange(p.shape[-1]) if values is None else np.asarray(values, float)
     mean = (p * index).sum(axis=-1)
     return np.sqrt(np.clip((p * index**2).sum(axis=-1) - mean**2, 0, None))
 
@@ -70,17 +75,15 @@ def _half_unique(ids: np.ndarray, halves: np.ndarray) -> tuple[np.ndarray, np.nd
 def _structure_rows(comparison: Comparison, scope: Scope, ids: dict[str, np.ndarray]) -> list[Row]:
     human_ids = ids["human"][scope.human]
     human = Cell(float(_unique(human_ids)), n=int((human_ids >= 0).sum()))
-    counts: dict[str, Cell] = {}
-    ratios: dict[str, Cell] = {}
-    for sample in comparison.policies:
-        blocked = comparison.blocked(scope, sample)
+
+    def measure(sample: Sample) -> Measured:
         sim_ids = ids[sample.name][scope.policies[sample.name]]
-        counts[sample.name] = blocked or Cell(float(_unique(sim_ids)),
-                                              n=int((sim_ids >= 0).sum()))
-        ratios[sample.name] = blocked or estimate(
-            _unique(sim_ids) / _unique(human_ids) if _unique(human_ids) else np.nan,
-            n=int((sim_ids >= 0).sum()), n_human=int((human_ids >= 0).sum()),
-            reason="no complete human belief structures")
+        ratio = estimate(_unique(sim_ids) / _unique(human_ids) if _unique(human_ids) else np.nan,
+                         n=int((sim_ids >= 0).sum()), n_human=int((human_ids >= 0).sum()),
+                         reason="no complete human belief structures")
+        return (Cell(float(_unique(sim_ids)), n=int((sim_ids >= 0).sum())), ratio), 0.0
+
+    (counts, ratios), _ = comparison.per_policy(scope, measure, tables=2)
     half_a, half_b = _half_unique(human_ids, comparison.halves[:, scope.human])
     with np.errstate(invalid="ignore", divide="ignore"):
         split_ratio = np.where(half_b > 0, half_a / np.maximum(half_b, 1), np.nan)
@@ -98,34 +101,30 @@ def _question_rows(comparison: Comparison, scope: Scope, q: int) -> list[Row]:
     human = comparison.counts(scope, comparison.human)
     h_obs, h_draws = pick(human.observed, columns, None), pick(human.draws, columns, None)
     half_a, half_b = (pick(h, columns, None) for h in comparison.half_counts(scope))
-    sizes = [pick(comparison.counts(scope, s).observed, columns, None).sum()
-             for s in comparison.policies if comparison.problem(scope, s) is None]
-    factor = ceiling_factor(half_a.sum(-1), half_b.sum(-1), mean_size(sizes))
     rows = []
-    for metric, measure in (("entropy_bits", entropy_bits),
-                            ("spread", lambda c: spread(c, question.ordered))):
-        levels, ratios = {}, {}
-        for sample in comparison.policies:
-            blocked = comparison.blocked(scope, sample)
-            if blocked is not None:
-                levels[sample.name] = ratios[sample.name] = blocked
-                continue
+    for metric, level in (("entropy_bits", entropy_bits),
+                          ("spread", lambda c: spread(c, question.ordered, question.values))):
+
+        def measure(sample: Sample, level: Callable[[np.ndarray], np.ndarray] = level
+                    ) -> Measured:
             sim = comparison.counts(scope, sample)
             s_obs, s_draws = pick(sim.observed, columns, None), pick(sim.draws, columns, None)
             n, n_human = int(s_obs.sum()), int(h_obs.sum())
-            levels[sample.name] = estimate(float(measure(s_obs)), measure(s_draws), n)
             with np.errstate(invalid="ignore", divide="ignore"):
-                ratios[sample.name] = estimate(
-                    float(measure(s_obs) / measure(h_obs)), measure(s_draws) / measure(h_draws),
+                ratio = estimate(
+                    float(level(s_obs) / level(h_obs)), level(s_draws) / level(h_draws),
                     n, n_human, reason="the human answers do not vary (ratio undefined)")
-        human_cell = (estimate(float(measure(h_obs)), measure(h_draws), int(h_obs.sum()))
+            return (estimate(float(level(s_obs)), level(s_draws), n), ratio), s_obs.sum()
+
+        (levels, ratios), sizes = comparison.per_policy(scope, measure, tables=2)
+        human_cell = (estimate(float(level(h_obs)), level(h_draws), int(h_obs.sum()))
                       if len(scope.human) >= 2 else not_estimable("fewer than 2 participants"))
         with np.errstate(invalid="ignore", divide="ignore"):
-            split_ratio = measure(half_a) / measure(half_b)
-            corrected = np.exp(factor * np.log(split_ratio))
+            split_ratio = level(half_a) / level(half_b)
         rows += [Row(metric, question.id, None, scope.subgroup, scope.group, human_cell, levels),
                  Row(f"{metric}_ratio", question.id, None, scope.subgroup, scope.group, None,
-                     ratios, ceiling(split_ratio, corrected, float(half_a.sum(-1).mean())))]
+                     ratios, corrected_ceiling(split_ratio, half_a.sum(-1), half_b.sum(-1), sizes,
+                                               float(half_a.sum(-1).mean()), scaled_ratio))]
     return rows
 
 
@@ -139,3 +138,14 @@ def heterogeneity_rows(comparison: Comparison) -> list[Row]:
         for q in range(len(comparison.experiment.questions)):
             rows += _question_rows(comparison, scope, q)
     return rows
+
+
+SECTION = Section(
+    key="heterogeneity",
+    title="Heterogeneity (simulated beside human)",
+    position=10,
+    metrics=(Metric("unique_structures", by_subgroup=True, count=True),
+             Metric("unique_structures_ratio", by_subgroup=True), Metric("entropy_bits"),
+             Metric("entropy_bits_ratio"), Metric("spread"), Metric("spread_ratio", by_subgroup=True)),
+    score=lambda comparison: Scored(heterogeneity_rows(comparison)),
+)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.cells import Cell, Row, ceiling, estimate, not_estimable
-from analysis.comparison import Comparison, Scope
+from analysis.cells import Row, estimate, not_estimable
+from analysis.comparison import Comparison, Measured, Scope, corrected_ceiling
 from analysis.experiment import CoherenceRule, Experiment
-from analysis.resampling import ceiling_factor, mean_size
+from analysis.metrics import Metric, Scored, Section
 from analysis.samples import Sample
 
 
@@ -59,30 +59,24 @@ def _rows(comparison: Comparison, scope: Scope, item: str, flags: dict[str, tupl
     h_value, h_draws, h_n = _shares(human_num, human_den, weights)
     human = (estimate(h_value, h_draws, h_n, reason="no participant-round answers both")
              if len(scope.human) >= 2 else not_estimable("fewer than 2 participants", h_n))
-    levels: dict[str, Cell] = {}
-    differences: dict[str, Cell] = {}
-    sizes: list[float] = []
-    for sample in comparison.policies:
-        blocked = comparison.blocked(scope, sample)
-        if blocked is not None:
-            levels[sample.name] = differences[sample.name] = blocked
-            continue
+
+    def measure(sample: Sample) -> Measured:
         members = scope.policies[sample.name]
         num, den = (a[members] for a in _per_participant(*flags[sample.name], level))
         weights = comparison.resampling.weights(f"{sample.name}|{scope.key}", len(members))
         value, draws, n = _shares(num, den, weights)
-        levels[sample.name] = estimate(value, draws, n)
-        differences[sample.name] = estimate(value - h_value, draws - h_draws, n, h_n)
-        sizes.append(n)
+        return (estimate(value, draws, n), estimate(value - h_value, draws - h_draws, n, h_n)), n
+
+    (levels, differences), sizes = comparison.per_policy(scope, measure, tables=2)
     in_a = comparison.halves[:, scope.human].astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         split = np.abs(in_a @ human_num / (in_a @ human_den)
                        - (1 - in_a) @ human_num / ((1 - in_a) @ human_den))
-    factor = ceiling_factor(in_a @ human_den, (1 - in_a) @ human_den, mean_size(sizes))
     metric = "gap" if level == "gap" else "participants_contradicting"
     return [Row(metric, item, None, scope.subgroup, scope.group, human, levels),
             Row(f"{metric}_difference", item, None, scope.subgroup, scope.group, None,
-                differences, ceiling(split, split * factor, float((in_a @ human_den).mean())))]
+                differences, corrected_ceiling(split, in_a @ human_den, (1 - in_a) @ human_den,
+                                               sizes, float((in_a @ human_den).mean())))]
 
 
 def coherence_rows(comparison: Comparison) -> list[Row]:
@@ -100,3 +94,14 @@ def coherence_rows(comparison: Comparison) -> list[Row]:
             for level in ("gap", "participants"):
                 rows += _rows(comparison, scope, item, flags, level)
     return rows
+
+
+SECTION = Section(
+    key="coherence",
+    title="Belief-action coherence",
+    position=30,
+    metrics=(Metric("gap", by_subgroup=True), Metric("gap_difference", by_subgroup=True),
+             Metric("participants_contradicting"),
+             Metric("participants_contradicting_difference")),
+    score=lambda comparison: Scored(coherence_rows(comparison)),
+)

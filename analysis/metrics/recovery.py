@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.cells import Cell, Row, ceiling, estimate, not_estimable
+from analysis.comparison import Comparison
 from analysis.experiment import Experiment, RegressionSpec
+from analysis.metrics import Metric, Scored, Section
 from analysis.regression import Fit, fit, rescale
 from analysis.resampling import mean_size
 from analysis.samples import Sample, participant_rounds
@@ -162,3 +164,18 @@ def regression_section(experiment: Experiment, human: Sample, policies: list[Sam
                                     "metric is undefined on every split")))
         tables.append(coefficient_table(spec, human_fit, fits))
     return rows, tables
+
+
+def _scored(comparison: Comparison) -> Scored:
+    rows, tables = regression_section(comparison.experiment, comparison.human,
+                                      comparison.policies, comparison.halves)
+    return Scored(rows, {"regressions": tables})
+
+
+SECTION = Section(
+    key="regression_recovery",
+    title="Regression recovery (against the human fit)",
+    position=40,
+    metrics=tuple(Metric(name) for name in METRICS),
+    score=_scored,
+)
