@@ -75,14 +75,20 @@ def join_parts(*parts: str) -> str:
 
 
 def round_variables(scenario: Scenario, round_id: int, condition: Mapping[str, str]) -> dict[str, Any]:
-    """Variables visible to a round's stimulus and question templates."""
+    """The `round` source's variables (agents/stimulus/round.py): a run's templates see these
+    merged with every other active source's."""
     rnd = next(r for r in scenario.rounds if r.id == round_id)
     return {**condition, **rnd.variables, "round": round_id, "n_rounds": len(scenario.rounds)}
 
 
 def stimulus_text(scenario: Scenario, round_id: int, condition: Mapping[str, str]) -> str:
     """The round's stimulus (the defender's statement in the flagship)."""
-    return render(scenario.stimulus, round_variables(scenario, round_id, condition))
+    return render_stimulus(scenario, round_variables(scenario, round_id, condition))
+
+
+def render_stimulus(scenario: Scenario, variables: Mapping[str, Any]) -> str:
+    """The stimulus rendered over a round's variables (every active stimulus source's)."""
+    return render(scenario.stimulus, variables)
 
 
 def memory_text(memory: Sequence[RoundMemory]) -> str:
@@ -115,7 +121,12 @@ def round_system_message(layout: str, persona: str, instructions: str,
 def question_text(scenario: Scenario, question: Question, round_id: int,
                   condition: Mapping[str, str]) -> str:
     """A question's rendered text, without its options."""
-    return render(question.text, round_variables(scenario, round_id, condition))
+    return render_question(question, round_variables(scenario, round_id, condition))
+
+
+def render_question(question: Question, variables: Mapping[str, Any]) -> str:
+    """A question's text rendered over a round's variables, without its options."""
+    return render(question.text, variables)
 
 
 def question_message(scenario: Scenario, question: Question, round_id: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,12 @@ from agents.conversation import (
     options_message,
     persona_parts,
     query_messages,
-    question_text,
+    render_question,
+    render_stimulus,
     round_system_message,
-    stimulus_text,
 )
 from agents.population import ParticipantSpec
+from agents.stimulus import StimulusSource, active_sources, stimulus_variables
 from scenarios.schema import Question, Scenario
 
 
@@ -42,10 +44,15 @@ class Answer:
 
 
 class Participant(mesa.Agent):
-    """One simulated participant; answers are drawn with its own seeded generator."""
+    """One simulated participant; answers are drawn with its own seeded generator.
+
+    `sources` give its templates' variables each round (SurveyModel shares its sources among
+    all participants; by default the participant has the scenario's own, observing nothing).
+    """
 
     def __init__(self, model: mesa.Model, spec: ParticipantSpec, scenario: Scenario,
-                 policy: str, rng: np.random.Generator, show_demographics: bool = True) -> None:
+                 policy: str, rng: np.random.Generator, show_demographics: bool = True,
+                 sources: Sequence[StimulusSource] | None = None) -> None:
         super().__init__(model)
         self.participant_id = spec.participant_id
         self.demographics = dict(spec.demographics)
@@ -54,6 +61,8 @@ class Participant(mesa.Agent):
         self.scenario = scenario
         self.answer_rng = rng
         self.show_demographics = show_demographics
+        self.sources = list(active_sources(scenario) if sources is None else sources)
+        self.variables: dict[str, Any] = {}  # this round's template variables, from the sources
         self._persona, self._instructions = persona_parts(scenario, self.demographics,
                                                           self.condition, show_demographics)
         self.persona = join_parts(self._persona, self._instructions)  # what persona_text gives
@@ -73,7 +82,9 @@ class Participant(mesa.Agent):
             self.memory.append(RoundMemory(self._round_id, self._stimulus,
                                            tuple(self._round_answers)))
         self._round_id = round_id
-        self._stimulus = stimulus_text(self.scenario, round_id, self.condition)
+        # Fixed for the round: every question of the round sees what its stimulus saw.
+        self.variables = stimulus_variables(self.sources, self, round_id)
+        self._stimulus = render_stimulus(self.scenario, self.variables)
         self._system = round_system_message(self.scenario.prompt_layout, self._persona,
                                             self._instructions, self.memory, self._stimulus)
         self._answered, self._round_answers, self._asked = [], [], {}
@@ -88,7 +99,7 @@ class Participant(mesa.Agent):
         """The question's rendered text and message this round, rendered once: recording the
         answer reuses what the query showed."""
         if question.id not in self._asked:
-            text = question_text(self.scenario, question, self._round_id, self.condition)
+            text = render_question(question, self.variables)
             self._asked[question.id] = (text, options_message(question, text))
         return self._asked[question.id]
 

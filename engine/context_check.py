@@ -3,11 +3,11 @@
 A prompt longer than the model's context is not an error any backend reports reliably: a local
 transformers model reads past `max_position_embeddings` and answers nonsense, an endpoint
 refuses the request mid-run. So before the first batch, the run is rehearsed without a model:
-every participant (under every policy) goes through every round and stage, always "answering"
-the option with the longest text, which gives the longest memory a later round can hold. Each
-participant's first query, and its longest queries (in characters), are then rendered and
-tokenized exactly as the backend will (`ChatPrompt`, the one rendering path of all backends)
-and compared with the context, less one token for the answer.
+SurveyModel takes every participant (under every policy) through every round and stage, with an
+answerer that always gives the option with the longest text, which gives the longest memory a
+later round can hold. Each participant's first query, and its longest queries (in characters),
+are then rendered and tokenized exactly as the backend will (`ChatPrompt`, the one rendering
+path of all backends) and compared with the context, less one token for the answer.
 
 Tokenizing every query of a run would double the tokenizer's share of the run; the queries of
 one participant share persona, instructions and memory, so the longest in characters are the
@@ -23,16 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mesa
 import numpy as np
 from jinja2 import TemplateError
 
 from agents.conversation import Message
-from agents.participant import Participant
+from agents.participant import Answer, Participant
 from agents.population import ParticipantSpec
+from engine.model import Asked, SurveyModel
 from engine.policies import Policy
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
+from scenarios.questions import Question
+from scenarios.schema import Stage
 
 if TYPE_CHECKING:
     from engine.backends.chat_template import ChatPrompt
@@ -76,49 +78,93 @@ def context_limit(model_dir: Path, options: Mapping[str, Any]) -> tuple[int, str
     return None
 
 
+class LongestAnswers:
+    """The rehearsal's answerer: every question answered with its longest option (the longest
+    memory a later round can hold), and each participant's first query and longest ones kept."""
+
+    def __init__(self) -> None:
+        # By participant (creation order): (characters, prompt) of its first query, then of
+        # those still within NEAR_LONGEST of its longest so far; and that longest.
+        self.kept: dict[int, list[tuple[int, Prompt]]] = {}
+        self.longest: dict[int, int] = {}
+        self.answers: dict[int, tuple[int, np.ndarray]] = {}  # by question: longest option, probs
+
+    def answer(self, round_id: int, stage: Stage, asked: Asked) -> list[tuple[Participant, Answer]]:
+        """Each participant's questions of the stage, all asked before any is answered (as in a
+        run); one participant at a time, so only the prompts kept outlive it."""
+        by_participant: dict[Participant, list[Question]] = {}
+        for p, q in asked:
+            by_participant.setdefault(p, []).append(q)
+        given: list[tuple[Participant, Answer]] = []
+        for p, questions in by_participant.items():
+            for q in questions:
+                self._keep(p.unique_id, Prompt(p.participant_id, p.policy, round_id, stage.id, q.id,
+                                               tuple(p.query(q))))
+            given += [(p, p.give(stage.id, q, *self._longest_option(q), 1.0)) for q in questions]
+        return given
+
+    def _longest_option(self, question: Question) -> tuple[int, np.ndarray]:
+        if id(question) not in self.answers:
+            options = question.options or []
+            index = max(range(len(options)), key=lambda i: len(options[i].text))
+            self.answers[id(question)] = index, np.full(len(options), 1 / len(options))
+        return self.answers[id(question)]
+
+    def _keep(self, participant: int, prompt: Prompt) -> None:
+        # Dropping what can no longer be near the longest bounds memory by participants, not queries.
+        characters = prompt.characters
+        kept = self.kept.get(participant)
+        if kept is None:
+            self.kept[participant], self.longest[participant] = [(characters, prompt)], characters
+            return
+        longest = self.longest[participant]
+        if characters > longest:
+            self.longest[participant] = longest = characters
+            kept[1:] = [k for k in kept[1:] if k[0] >= NEAR_LONGEST * longest]
+        if characters >= NEAR_LONGEST * longest:
+            kept.append((characters, prompt))
+
+    def prompts(self) -> list[Prompt]:
+        """Participant by participant (policy by policy): its first query and those within
+        `NEAR_LONGEST` of its longest, in the order asked."""
+        chosen: list[Prompt] = []
+        for participant in sorted(self.kept):
+            (_, first), *rest = self.kept[participant]
+            longest = self.longest[participant]
+            chosen += [first, *(p for characters, p in rest if characters >= NEAR_LONGEST * longest)]
+        return chosen
+
+
 def rehearse(loaded: LoadedScenario, specs: Sequence[ParticipantSpec], policies: Sequence[Policy],
              seed: int) -> list[Prompt]:
-    """Each participant's first query and its longest ones, built as a run builds them.
+    """Each participant's first query and its longest ones, from SurveyModel's own schedule with
+    the longest option always answered (`LongestAnswers`).
 
-    Mirrors SurveyModel.step for one participant at a time: a stage's questions are all asked
-    before any is answered; the answer is the option with the longest text (the longest memory).
     A template that fails on a participant's own values is an input error here, before the model.
     """
-    scenario = loaded.scenario
-    schedule = [(r.id, stage) for r in scenario.rounds for stage in scenario.stages]
-    model = mesa.Model(seed=seed)
-    chosen: list[Prompt] = []
-    for policy in policies:
-        for spec in specs:
-            try:
-                prompts = _participant_prompts(model, loaded, spec, policy, schedule)
-            except TemplateError as exc:
-                raise InputError([Problem(str(loaded.path), None, f"participant {spec.participant_id}",
-                                          f"a template fails on this participant's values: {exc}")]
-                                 ) from None
-            longest = max(p.characters for p in prompts)
-            chosen += [prompts[0], *(p for p in prompts[1:] if p.characters >= NEAR_LONGEST * longest)]
-    return chosen
+    try:
+        return _rehearsal(loaded, specs, policies, seed)
+    except TemplateError:
+        # The participant named is the first (policy by policy, in creation order) whose own
+        # rehearsal fails, whichever round each fails in; only this path rehearses one at a time.
+        for policy in policies:
+            for spec in specs:
+                try:
+                    _rehearsal(loaded, [spec], [policy], seed)
+                except TemplateError as exc:
+                    raise InputError([Problem(
+                        str(loaded.path), None, f"participant {spec.participant_id}",
+                        f"a template fails on this participant's values: {exc}")]) from None
+        raise
 
 
-def _participant_prompts(model: mesa.Model, loaded: LoadedScenario, spec: ParticipantSpec,
-                         policy: Policy, schedule: list[tuple[int, Any]]) -> list[Prompt]:
-    scenario = loaded.scenario
-    participant = Participant(model, spec, scenario, policy.name, np.random.default_rng(0),
-                              policy.demographics)
-    prompts: list[Prompt] = []
-    for round_id, stage in schedule:
-        if stage.id == scenario.stages[0].id:
-            participant.begin_round(round_id)
-        for q in stage.questions:
-            prompts.append(Prompt(spec.participant_id, policy.name, round_id, stage.id, q.id,
-                                  tuple(participant.query(q))))
-        for q in stage.questions:
-            options = q.options or []
-            if options:
-                index = max(range(len(options)), key=lambda i: len(options[i].text))
-                participant.give(stage.id, q, index, np.full(len(options), 1 / len(options)), 1.0)
-    return prompts
+def _rehearsal(loaded: LoadedScenario, specs: Sequence[ParticipantSpec],
+               policies: Sequence[Policy], seed: int) -> list[Prompt]:
+    longest = LongestAnswers()
+    model = SurveyModel(loaded.scenario, specs, None, seed, policies, answerer=longest)
+    while model.running:
+        model.step()
+    return longest.prompts()
 
 
 def check_context(loaded: LoadedScenario, specs: Sequence[ParticipantSpec],

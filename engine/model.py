@@ -16,6 +16,7 @@ import numpy as np
 
 from agents.participant import Answer, Participant
 from agents.population import STREAM_ANSWERS, ParticipantSpec
+from agents.stimulus import active_sources
 from engine.backends.base import ChoiceQuery
 from engine.batcher import Batcher
 from engine.policies import BASE, Policy
@@ -68,7 +69,8 @@ class SurveyModel(mesa.Model):
     """Runs every participant through the scenario, one batched model call per policy and stage.
 
     Each twin takes part once per policy: one Participant per (twin, policy), policy by policy.
-    `answerer` (default: drawn from `batcher`'s distributions) answers each step.
+    `answerer` (default: drawn from `batcher`'s distributions) answers each step. The scenario's
+    stimulus sources are built once and shared: each observes every step's answers.
     """
 
     def __init__(self, scenario: Scenario, specs: Sequence[ParticipantSpec], batcher: Batcher | None,
@@ -78,10 +80,12 @@ class SurveyModel(mesa.Model):
         self.scenario = scenario
         self.batcher = batcher
         self.answerer = answerer or DrawnAnswers(batcher)
+        self.sources = active_sources(scenario)
         for policy in policies:
             for index, spec in enumerate(specs):
                 Participant(self, spec, scenario, policy.name,
-                            answer_generator(seed, policy.name, index), policy.demographics)
+                            answer_generator(seed, policy.name, index), policy.demographics,
+                            sources=self.sources)
         self.schedule: list[tuple[int, Stage]] = [
             (r.id, stage) for r in scenario.rounds for stage in scenario.stages
         ]
@@ -102,21 +106,21 @@ class SurveyModel(mesa.Model):
                 p.begin_round(round_id)
         asked = [(p, q) for p in participants for q in stage.questions]
         self.last_answers = self.answerer.answer(round_id, stage, asked)
+        for source in self.sources:
+            source.observe(round_id, self.last_answers)
         self.position += 1
         self.running = self.position < len(self.schedule)
 
     def answer_rows(self) -> list[dict[str, Any]]:
-        """The last step's answers as run-store rows."""
+        """The last step's answers as run-store rows (each question's type encodes its answer)."""
         rows = []
         for p, answer in self.last_answers:
             q = answer.question
             rows.append({
                 "participant_id": p.participant_id, "policy": p.policy, **p.condition,
                 **p.demographics, "round": answer.round_id, "stage": answer.stage_id,
-                "question_id": q.id, "kind": self._kind(answer.stage_id), "type": q.type,
-                "options": q.option_ids, "probs": answer.probs.tolist(),
-                "answer": answer.option_id, "answer_index": answer.index,
-                "option_mass": answer.option_mass, "invalid": answer.invalid,
+                "question_id": q.id, "kind": self._kind(answer.stage_id),
+                **q.record(answer.index, answer.probs, answer.option_mass, answer.invalid),
             })
         return rows
 

@@ -184,6 +184,13 @@ class Question(Strict):
         """The index of the option drawn from `probs` with the participant's generator."""
         return int(rng.choice(len(probs), p=probs))
 
+    def record(self, answer_index: int, probs: np.ndarray, option_mass: float,
+               invalid: str | None) -> dict[str, Any]:
+        """The run store's fields of one answer (option `answer_index`; -1 with `invalid`)."""
+        return {"type": self.type, "options": self.option_ids, "probs": probs.tolist(),
+                "answer": None if invalid is not None else self.option_ids[answer_index],
+                "answer_index": answer_index, "option_mass": option_mass, "invalid": invalid}
+
     def read(self, value: Any) -> int | None:
         """The option index of a human's recorded value (None: the answer is missing)."""
         import pandas as pd
