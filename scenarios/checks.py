@@ -18,7 +18,7 @@ from scenarios.templates import variables as template_reads
 if TYPE_CHECKING:
     import pandas as pd
 
-    from scenarios.loader import LoadedScenario, YamlLocator
+    from scenarios.loader import LoadedScenario, OptionProblems, YamlLocator
 
 MAX_VALUE_PROBLEMS = 10
 MAX_LISTED_COLUMNS = 30
@@ -49,9 +49,10 @@ def _demographic_names(scenario: Scenario) -> list[str]:
 
 
 def check_scenario(
-    loaded: LoadedScenario, locator: YamlLocator
+    loaded: LoadedScenario, locator: YamlLocator, option_problems: OptionProblems | None = None
 ) -> tuple[HumanData | None, list[Problem]]:
-    """Every cross-section problem of a structurally valid scenario, and its data file."""
+    """Every cross-section problem of a structurally valid scenario (its backend's options too,
+    given the engine's `option_problems`), and its data file."""
     s, file = loaded.scenario, str(loaded.path)
 
     def at(loc: tuple[Any, ...], message: str) -> Problem:
@@ -61,6 +62,9 @@ def check_scenario(
 
     problems = list(_ids(s, at)) + list(_references(s, at)) + list(_templates(s, at))
     problems += list(_policies(s, at)) + list(_model_files(loaded, at))
+    if option_problems is not None:
+        problems += [at(("backend_options", *loc), message)
+                     for loc, message in option_problems(s.backend, s.backend_options)]
     human = None
     if s.population.source == "twins" and s.population.data:
         data = loaded.resolve(s.population.data)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from scenarios.checks import check_scenario
 from scenarios.errors import InputError, Problem
 from scenarios.human_data import HumanData, utf8_text
+from scenarios.questions import QUESTION_TYPES, Question
 from scenarios.schema import Scenario
 
 FILE_LIMIT = 1 << 20  # bytes of a scenario file (the flagship is 6 KB)
@@ -34,6 +37,19 @@ class LoadedScenario:
     def resolve(self, relative: str) -> Path:
         """A path written in the scenario, resolved against the scenario file's folder."""
         return (self.path.parent / relative).resolve()
+
+
+# (location within the options, message) for each problem of one backend's options.
+OptionProblems = Callable[[str, dict[str, Any]], list[tuple[tuple[Any, ...], str]]]
+
+
+@dataclass(frozen=True)
+class BackendRules:
+    """What `backend:` and `backend_options:` may be. The scenario format knows no backend (the
+    engine owns the registry), so the engine hands these in; without them both go unchecked."""
+
+    names: tuple[str, ...]
+    option_problems: OptionProblems
 
 
 class YamlLocator:
@@ -70,8 +86,9 @@ def field_name(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def load_scenario(path: str | Path) -> LoadedScenario:
-    """Read and validate a scenario file; raise InputError listing every problem found."""
+def load_scenario(path: str | Path, *, backends: BackendRules | None = None) -> LoadedScenario:
+    """Read and validate a scenario file (and, given `backends`, its backend's name and options);
+    raise InputError listing every problem found."""
     path = Path(path)
     try:
         with path.open("rb") as handle:  # one byte past the limit at most: never a huge read
@@ -100,17 +117,31 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     if not isinstance(data, dict):
         raise InputError([Problem(str(path), 1, "", "expected a mapping of sections at top level")])
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = _schema(data, backends).model_validate(data)
     except ValidationError as exc:
         problems += [_pydantic_problem(path, locator, err) for err in exc.errors()]
         raise InputError(problems) from None
     if problems:
         raise InputError(problems)
     loaded = LoadedScenario(scenario, path, hashlib.sha256(raw).hexdigest(), None)
-    human, problems = check_scenario(loaded, locator)
+    options = backends.option_problems if backends is not None else None
+    human, problems = check_scenario(loaded, locator, options)
     if problems:
         raise InputError(problems)
     return LoadedScenario(scenario, path, loaded.sha256, human)
+
+
+def _schema(data: dict[str, Any], backends: BackendRules | None) -> type[Scenario]:
+    """The scenario schema; where the backend's name is not a registered one, the schema with
+    `backend` one of those names, so pydantic words and places it as every structural problem."""
+    if backends is None or data.get("backend", "transformers") in backends.names:
+        return Scenario
+    return _named_schema(backends.names)
+
+
+@lru_cache(maxsize=4)
+def _named_schema(names: tuple[str, ...]) -> type[Scenario]:
+    return create_model("Scenario", __base__=Scenario, backend=(Literal[names], "transformers"))
 
 
 def _node_problems(path: Path, root: yaml.Node | None) -> list[Problem]:
@@ -216,7 +247,7 @@ def _pydantic_problem(path: Path, locator: YamlLocator, err: Any) -> Problem:
     if kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":
-        allowed = _allowed_fields(loc[:-1])
+        allowed = _allowed_fields(loc[:-1], locator)
         message = "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
     else:
         message = err["msg"].removeprefix("Value error, ")
@@ -225,11 +256,12 @@ def _pydantic_problem(path: Path, locator: YamlLocator, err: Any) -> Problem:
     return Problem(str(path), locator.line(loc), field_name(shown), message)
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
-    """The field names the schema accepts at loc (for 'unknown field' messages)."""
+def _allowed_fields(loc: tuple[Any, ...], locator: YamlLocator | None = None) -> list[str]:
+    """The field names the schema accepts at loc (for 'unknown field' messages); a question's
+    are those of the type its entry names (a numeric question's min, max, ...)."""
     current: Any = Scenario
-    for key in loc:
-        current = _unwrap(current)
+    for depth, key in enumerate(loc):
+        current = _entry_type(_unwrap(current), loc[:depth], locator)
         if _is_model(current) and isinstance(key, str):
             info = current.model_fields.get(key) or next(
                 (f for f in current.model_fields.values() if f.alias == key), None
@@ -239,10 +271,21 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
             current = typing.get_args(current)[-1]
         else:
             return []
-    current = _unwrap(current)
+    current = _entry_type(_unwrap(current), loc, locator)
     if _is_model(current):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []
+
+
+def _entry_type(tp: Any, loc: tuple[Any, ...], locator: YamlLocator | None) -> Any:
+    """The model an entry at loc validates as: a `Question` is the type its `type` names
+    (as `Question` itself validates it); any other model is itself."""
+    if tp is not Question or locator is None:
+        return tp
+    node, depth = locator.node((*loc, "type"))
+    if depth == len(loc) + 1 and isinstance(node, yaml.ScalarNode):
+        return QUESTION_TYPES.get(node.value, tp)
+    return tp
 
 
 def _is_model(tp: Any) -> bool:

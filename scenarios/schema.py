@@ -254,8 +254,8 @@ class Scenario(Strict):
     description: str = ""
     reference_note: str = ""
     model: str = "builtin:tiny"
-    # A registered backend's name (engine.backends.REGISTRY; engine/scenario_check.py checks it
-    # and its backend_options, since the scenario format knows no backend).
+    # A registered backend's name: the loader checks it and backend_options against the
+    # BackendRules that the engine hands in (engine/scenario_check.py); scenarios know no backend.
     backend: str = "transformers"
     backend_options: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
