@@ -127,7 +127,6 @@ def main() -> None:
 
     import yaml
     from rich.console import Console
-    from rich.table import Table
 
     from engine.backends.vllm_backend import VllmBackend
     from engine.tiny_model import ensure_builtin
@@ -161,8 +160,22 @@ def main() -> None:
         backend.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    table = Table(title=f"flagship, {args.participants} participants, {queries} queries, "
-                        f"{len(recorder.batches)} stage batches; median of {args.repeats}")
+    title = (f"flagship, {args.participants} participants, {queries} queries, "
+             f"{len(recorder.batches)} stage batches; median of {args.repeats}")
+    Console().print(arms_table(title, startup, raw, engine, queries, last, tenth))
+    print(json.dumps({"participants": args.participants, "queries": queries, "startup_s": startup,
+                      "raw_s": raws, "engine_s": engines, "overhead_ratio": engine / raw,
+                      "resumed_last_stage_s": last[0], "resumed_random_tenth_s": tenth[0],
+                      "options": options}, default=str))
+
+
+
+def arms_table(title: str, startup: float, raw: float, engine: float, queries: int,
+               last: tuple[float, int, int], tenth: tuple[float, int, int]) -> Any:
+    """Seconds per arm, and each arm against raw LLM.generate and the full engine run."""
+    from rich.table import Table
+
+    table = Table(title=title)
     for column in ("arm", "seconds", "queries/s", "vs raw", "vs full run"):
         table.add_column(column, justify="right" if column != "arm" else "left")
     table.add_row("engine startup", f"{startup:.1f}", "", "", "")
@@ -173,11 +186,7 @@ def main() -> None:
                                           ("resumed, random 10% lost", tenth)):
         table.add_row(f"{name} ({misses} asked, {hits} cached)", f"{seconds:.2f}", "",
                       f"{seconds / raw:.2f}", f"{seconds / engine:.2f}")
-    Console().print(table)
-    print(json.dumps({"participants": args.participants, "queries": queries, "startup_s": startup,
-                      "raw_s": raws, "engine_s": engines, "overhead_ratio": engine / raw,
-                      "resumed_last_stage_s": last[0], "resumed_random_tenth_s": tenth[0],
-                      "options": options}, default=str))
+    return table
 
 
 if __name__ == "__main__":

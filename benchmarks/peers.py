@@ -49,6 +49,13 @@ import numpy as np
 
 from agents.population import build_population
 from benchmarks.backends import CPU_DEFAULTS, engine_seconds, raw_seconds
+from benchmarks.token_counts import (
+    counted,
+    forget_kept_prefixes,
+    report_tokens,
+    token_counters,
+    vllm_prefix_tokens,
+)
 from engine.backends import create_backend
 from engine.backends.base import ChoiceQuery, Distribution, options_from_logprobs
 from engine.batcher import Batcher
@@ -179,69 +186,6 @@ def engine_run(loaded: LoadedScenario, backend: Any, n: int, out: Path) -> float
     started = time.perf_counter()
     run_scenario(loaded, participants=n, out=out, backend=backend)
     return time.perf_counter() - started
-
-
-def token_counters(backend: Any) -> dict[str, float]:
-    """Numeric counters named like tokens (prompt tokens submitted/computed) that the backend
-    keeps, as attributes or as fields of an attribute named like tokens (or `counters`); empty
-    when it keeps none (a backend from before such counters)."""
-    found: dict[str, float] = {}
-
-    def take(prefix: str, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            if ("token" in prefix + name and name != "token_budget" and not isinstance(value, bool)
-                    and isinstance(value, int | float)):
-                found[prefix + name] = float(value)
-
-    take("", vars(backend))
-    for name, value in vars(backend).items():
-        if ("token" in name and not name.startswith("tokenizer")) or name == "counters":
-            fields = value if isinstance(value, dict) else getattr(value, "__dict__", None)
-            if isinstance(fields, dict):
-                take(f"{name}.", fields)
-    return found
-
-
-def forget_kept_prefixes(backend: Any) -> None:
-    """Drop the prompts' keys and values a backend keeps between calls, where it keeps any
-    (a public reset if it has one, else its prefix scorer's `forget`)."""
-    reset = getattr(backend, "reset_prefix_cache", None) or getattr(
-        getattr(backend, "prefix", None), "forget", None)
-    if callable(reset):
-        reset()
-
-
-def vllm_prefix_tokens(llm: Any) -> tuple[float, float]:
-    """vLLM's prefix-cache counters: prompt tokens looked up, and those found cached."""
-    totals = {"queries": 0.0, "hits": 0.0}
-    for metric in llm.get_metrics():
-        for key in totals:
-            if metric.name.startswith(f"vllm:prefix_cache_{key}"):
-                totals[key] += float(getattr(metric, "value", 0) or 0)
-    return totals["queries"], totals["hits"]
-
-
-def counted(run: Callable[[int], float], counters: Callable[[], tuple[float, float]],
-            seen: dict[str, float]) -> Callable[[int], float]:
-    """`run`, keeping in `seen` how far the (looked up, cached) token counters moved in it."""
-    def wrapped(i: int) -> float:
-        before = counters()
-        seconds = run(i)
-        after = counters()
-        seen.update(looked_up=after[0] - before[0], cached=after[1] - before[1])
-        return seconds
-    return wrapped
-
-
-def report_tokens(label: str, seen: dict[str, float], answers: int, results: dict[str, Any],
-                  workload: int | None = None) -> None:
-    """Prompt tokens per answer: the workload's, those sent to vLLM, those it computed."""
-    per = {**({"workload": workload / answers} if workload is not None else {}),
-           "sent": seen["looked_up"] / answers,
-           "computed": (seen["looked_up"] - seen["cached"]) / answers}
-    print(f"{label} prompt tokens per answer: " + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
-          + " (computed: not prefix-cache hits)", flush=True)
-    results[f"{label}_tokens_per_answer"] = per
 
 
 def vllm_arms(loaded: LoadedScenario, model_dir: Path, args: argparse.Namespace, tmp: Path,

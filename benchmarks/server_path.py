@@ -231,6 +231,11 @@ def main() -> None:
                 print(f"round {round_ + 1} {name:8s} {got['wall']:7.2f} s wall  "
                       f"{1e3 * got['cpu'] / args.requests:6.3f} ms CPU/answer  "
                       f"prefix hits {got['hit_rate']:.1%}  load {got['load']:.2f}", flush=True)
+    summarize(results, args)
+
+
+def summarize(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    """The medians' ratios to the raw client over the rounds, and client CPU per answer."""
     ratios = [b["wall"] / r["wall"] for b, r in zip(results["backend"], results["raw"], strict=True)]
     print(f"backend / raw wall: median {statistics.median(ratios):.3f} "
           f"(rounds: {', '.join(f'{x:.3f}' for x in ratios)}); goal <= 1.2")
@@ -243,7 +248,6 @@ def main() -> None:
            for name, runs in results.items()}
     print("client CPU per answer: " + ", ".join(f"{k} {v:.3f} ms" for k, v in cpu.items())
           + f"; load average (1 min) {os.getloadavg()[0]:.2f}")
-
 
 if __name__ == "__main__":
     main()

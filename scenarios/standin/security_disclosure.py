@@ -168,8 +168,15 @@ def generate(
         out[f"r{r + 1}_attack"] = np.where(attack_north, "north", "south")
         prev = loc
 
-    df = pd.DataFrame({
-        "participant_id": [f"P{i + 1:03d}" for i in range(n)],
+    return pd.concat([_people(eth, age, gender, edu, specific, unequal, unknown),
+                      pd.DataFrame(out)], axis=1)
+
+
+def _people(eth: np.ndarray, age: np.ndarray, gender: np.ndarray, edu: np.ndarray,
+            specific: np.ndarray, unequal: np.ndarray, unknown: np.ndarray) -> pd.DataFrame:
+    """The participants' ids, demographics and treatment groups, as the data file spells them."""
+    return pd.DataFrame({
+        "participant_id": [f"P{i + 1:03d}" for i in range(len(eth))],
         "ethnicity": np.asarray(ETHNICITIES)[eth],
         "age": age.astype(int),
         "gender": np.asarray(GENDERS)[gender],
@@ -178,7 +185,6 @@ def generate(
         "value_structure": np.where(unequal, "unequal", "equal"),
         "valuation_known": np.where(unknown, "unknown", "known"),
     })
-    return pd.concat([df, pd.DataFrame(out)], axis=1)
 
 
 def long_form(df: pd.DataFrame) -> pd.DataFrame:
