@@ -12,9 +12,9 @@ import pytest
 from engine.pilot_schedule import pilot_examples
 from engine.runner import run_scenario
 from engine.store import RESPONSES
-from scenarios.errors import InputError
 from scenarios.loader import load_scenario
 from scenarios.questions import ANSWER_INSTRUCTION, QUESTION_TYPES, Question
+from tests.test_scenario_validation import problems_of
 
 SCENARIO = """\
 name: numeric_check
@@ -63,12 +63,6 @@ def write(tmp_path: Path, human: str = 'human_column: "r{round}_scale"', data: s
     path = tmp_path / "scenario.yaml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def problems_of(path: Path) -> list[str]:
-    with pytest.raises(InputError) as caught:
-        load_scenario(path)
-    return [str(p) for p in caught.value.problems]
 
 
 def test_a_numeric_question_validates_with_one_lettered_option_per_value(tmp_path):
