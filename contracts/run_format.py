@@ -16,6 +16,7 @@ MANIFEST = "manifest.json"
 RESPONSES = "responses.parquet"
 TRANSCRIPTS = "transcripts.jsonl"
 REPORT = "report.json"
+HTML_REPORT = "report.html"  # `run.py report`: the report and transcripts in one page
 INFERENCE = "inference.json"  # `run.py infer`'s section, carried into REPORT by `score`
 PARTS = "parts"  # one parquet file per finished step, joined into RESPONSES at the end
 TRAINING_RECORD = "training.json"  # an adapter directory's record of its training
