@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from engine.backends.base import Backend, ChoiceQuery, Distribution
 
@@ -11,9 +11,10 @@ from engine.backends.base import Backend, ChoiceQuery, Distribution
 class Batcher:
     """Sends every query of a step to the backend in as few calls as there are policies."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, answered: Callable[[int], None] | None = None) -> None:
         self.backend = backend
         self.calls = 0
+        self.answered = answered  # told how many queries each backend call answered (progress)
 
     def distributions(self, queries: Sequence[ChoiceQuery]) -> list[Distribution]:
         """Option distributions for all queries, in the order given."""
@@ -32,4 +33,6 @@ class Batcher:
                     f"for {len(indices)} queries")
             for i, answer in zip(indices, answers, strict=True):
                 out[i] = answer
+            if self.answered is not None:
+                self.answered(len(indices))
         return [d for d in out if d is not None]

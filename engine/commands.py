@@ -132,3 +132,32 @@ def prepare_finetune(request: FinetuneRequest) -> PreparedFinetune:
     size = parse_pilot_size(request.pilot, str(request.scenario))
     sampling = parse_sampling(request.sample, str(request.scenario))
     return PreparedFinetune(request, loaded, size, sampling)
+
+
+def first_participant(run_dir: Path) -> str | None:
+    """The first participant id in a run's transcripts (None when there is none to read)."""
+    import json
+
+    from contracts.run_format import TRANSCRIPTS
+
+    try:
+        with (run_dir / TRANSCRIPTS).open(encoding="utf-8") as handle:
+            record = json.loads(handle.readline())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    found = record.get("participant_id") if isinstance(record, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def next_commands(run_dir: Path, scored: bool = False) -> list[str]:
+    """The commands that read a run just made: one real participant's transcript, the score,
+    the browser report and the CSV export (`scored`: report.json is already written)."""
+    import shlex
+
+    where = shlex.quote(str(run_dir))
+    participant = first_participant(run_dir)
+    commands = ([f"python run.py show {where} --participant {shlex.quote(participant)}"]
+                if participant else [])
+    if not scored:
+        commands.append(f"python run.py score {where}")
+    return [*commands, f"python run.py report {where}", f"python run.py export {where} --csv"]

@@ -118,31 +118,51 @@ def _run_locked(plan: RunPlan, directory: RunDirectory, previous: Manifest | Non
             backend.close()
 
 
+class _QueryCounter:
+    """Progress in answered queries: told after every backend call, not only once a stage."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+        self.label = ""
+
+    def stage(self, label: str) -> None:
+        self.label = label
+        if self.progress:
+            self.progress(self.done, self.total, label)
+
+    def answered(self, count: int) -> None:
+        self.done = min(self.done + count, self.total)
+        if self.progress:
+            self.progress(self.done, self.total, self.label)
+
+
 def _simulate(plan: RunPlan, directory: RunDirectory, previous: Manifest | None,
               backend: Backend, cached: CachedBackend, progress: Progress | None) -> RunResult:
     """Step the model through every (round, stage); each step is on disk before the next."""
-    batcher = Batcher(cached)
+    counter = _QueryCounter(progress)
+    batcher = Batcher(cached, counter.answered if progress else None)
     from engine.model import SurveyModel
 
     model = SurveyModel(plan.loaded.scenario, plan.specs, batcher, plan.seed, plan.policies)
     session = directory.open_session(build_manifest(plan, backend, directory.path), previous,
                                      cached.read, backend.usage())
-    total, invalid = len(model.schedule), 0
+    invalid = 0
+    counter.total = len(model.participants) * sum(len(s.questions) for _, s in model.schedule)
 
     def counts() -> SessionCounts:
         return SessionCounts(batcher.calls, cached.stats(), invalid, backend.usage())
 
     while model.running:
         round_id, stage = model.schedule[model.position]
-        if progress:
-            progress(model.position, total, f"round {round_id} · {stage.id}")
+        counter.stage(f"round {round_id} · {stage.id}")
         model.step()
         rows = model.answer_rows()
         invalid += sum(row["invalid"] is not None for row in rows)
         lines = [line for p in model.participants for line in p.take_unsaved()]
         session.step(model.position, rows, lines, counts())
-    if progress:
-        progress(total, total, "done")
+    counter.stage("done")
     seconds = session.finish(counts(), len(plan.specs))
     return RunResult(directory.path, len(plan.specs), seconds, batcher.calls,
                      invalid_answers=invalid, cache_hits=cached.hits, cache_misses=cached.misses,

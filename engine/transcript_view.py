@@ -139,35 +139,94 @@ def _text(value: object, style: str = "") -> Text:
     return Text(printable(str(value)), style=style)
 
 
-def render_transcript(run_dir: Path, participant_id: str, console: Console) -> None:
-    """Persona, then each round's stimulus, questions, option probabilities and answers."""
-    lines = read_transcript(run_dir, participant_id)
+OPTION_MASS = ("option mass: the share of the model's next-token probability that fell on the "
+               "option labels (A, B, ...) before p was renormalised over them; a small mass means "
+               "the model mostly wanted to write something else")
+MEMORY_HEADER = "What happened in earlier rounds:"  # agents/conversation.py memory_text
+
+
+def _chosen(lines: list[dict[str, Any]], policy: str | None, round_id: int | None,
+            where: str) -> list[dict[str, Any]]:
+    """The lines of one policy and/or one round; an unknown one is an input error."""
+    for flag, key, value in (("--policy", "policy", policy), ("--round", "round", round_id)):
+        if value is None:
+            continue
+        known = sorted({line[key] for line in lines if line[key] is not None})
+        if value not in known:
+            raise InputError([Problem(where, None, flag, f"no {key} {shown(str(value))} for this "
+                                      f"participant; it has: {', '.join(map(str, known))}")])
+        lines = [line for line in lines if line[key] == value]
+    return lines
+
+
+def memory_block(system: dict[str, Any]) -> str:
+    """The memory of earlier rounds inside a round's system message, as the model reads it."""
+    content, parts = system["content"], system["parts"]
+    if not parts.get("memory_rounds"):
+        return ""
+    start = content.find(MEMORY_HEADER)
+    if start >= 0:
+        end = content.find("\n\n", start)
+        return content[start:end if end >= 0 else len(content)]
+    rest = content.replace(parts["stimulus"], "")  # another wording: all but persona, stimulus
+    for paragraph in parts["persona"].split("\n\n"):
+        rest = rest.replace(paragraph, "")
+    return rest.strip()
+
+
+def render_transcript(run_dir: Path, participant_id: str, console: Console,
+                      policy: str | None = None, round_id: int | None = None) -> None:
+    """Persona, then each round's stimulus and memory, questions, option probabilities, answers
+    and the human twin's recorded answer; only `policy`'s or `round_id`'s when given."""
+    from engine.twin_answers import twin_answers
+
+    everything = read_transcript(run_dir, participant_id)
+    lines = _chosen(everything, policy, round_id, str(run_dir / TRANSCRIPTS))
     manifest = read_header(run_dir)
     console.print(_text(f"participant {participant_id} · run {manifest.run_id or run_dir.name} · "
                         f"model {manifest.model.name} · seed {manifest.seed}", "bold"))
     if manifest.model.builtin_not_pretrained:
         console.print(Text("builtin:tiny is not a pretrained language model: its answers are "
                            "noise from random weights.", style="yellow"))
+    twin = twin_answers(read_manifest(run_dir) or {}, participant_id,
+                        sorted({line["round"] for line in lines if line["round"] is not None}))
+    who = "stand-in twin" if _standin(run_dir) else "human twin"
+    console.print(_text(f"{who}: data row {twin.row}" + (
+        " of the SYNTHETIC STAND-IN reference (not human data)" if who != "human twin" else "")
+        if twin.why_not is None else f"{who}'s answers not shown: {twin.why_not}", "dim"))
+    console.print(_text(OPTION_MASS, "dim"))
     persona_shown: set[str] = set()
-    several = len({line["policy"] for line in lines}) > 1
+    several = len({line["policy"] for line in everything}) > 1
     pending_question: dict[str, Any] | None = None
     for line in lines:
-        policy = line["policy"]
+        policy_name = line["policy"]
         if line["role"] == "system":
-            if policy not in persona_shown:
+            if policy_name not in persona_shown:
                 if several:  # each policy's transcript of this twin, one after the other
-                    console.rule(_text(f"policy {policy}", "bold magenta"))
-                shown = "" if line["parts"]["demographics_shown"] else " (without demographics)"
-                console.print(Panel(_text(line["parts"]["persona"]), title=f"persona{shown}",
+                    console.rule(_text(f"policy {policy_name}", "bold magenta"))
+                shown_as = "" if line["parts"]["demographics_shown"] else " (without demographics)"
+                console.print(Panel(_text(line["parts"]["persona"]), title=f"persona{shown_as}",
                                     title_align="left"))
-                persona_shown.add(policy)
+                persona_shown.add(policy_name)
+            memory = memory_block(line)
+            if memory:
+                console.print(Panel(_text(memory), title=_text(
+                    f"round {line['round']} · memory the model reads"), title_align="left",
+                    border_style="blue"))
             console.print(Panel(_text(line["parts"]["stimulus"]),
                                 title=_text(f"round {line['round']} · stimulus"),
                                 title_align="left", border_style="cyan"))
         elif line["role"] == "user":
             pending_question = line
         elif line["role"] == "assistant":
-            console.print(_answer_panel(pending_question, line))
+            human = twin.option(line["round"], line["question_id"])
+            console.print(_answer_panel(pending_question, line, human, who))
+
+
+def _standin(run_dir: Path) -> bool:
+    manifest = read_manifest(run_dir) or {}
+    note = str((manifest.get("human_data") or {}).get("note") or "")
+    return "SYNTHETIC STAND-IN" in note + str(manifest.get("reference_note") or "")
 
 
 def _bar(p: float) -> str:
@@ -175,12 +234,15 @@ def _bar(p: float) -> str:
     return "█" * round(min(max(p, 0.0), 1.0) * 30) if math.isfinite(p) else ""
 
 
-def _answer_panel(question: dict[str, Any] | None, answer: dict[str, Any]) -> Panel:
+def _answer_panel(question: dict[str, Any] | None, answer: dict[str, Any],
+                  human: str | None = None, who: str = "human twin") -> Panel:
     asked = _text(question["content"] if question else "")
     where = f"round {answer['round']} · {answer['stage']} · {answer['question_id']}"
+    twin = _text(f"{who} answered: {human}" if human is not None
+                 else f"{who}: no recorded answer", "magenta")
     if answer.get("invalid") is not None:  # the backend's answer could not be read
         body = Group(asked, _text(f"no answer: the model's reply could not be read "
-                                  f"({answer['invalid']})", "bold red"))
+                                  f"({answer['invalid']})", "bold red"), twin)
         return Panel(body, title=_text(f"{where} · INVALID"), title_align="left",
                      border_style="red")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -189,9 +251,12 @@ def _answer_panel(question: dict[str, Any] | None, answer: dict[str, Any]) -> Pa
     table.add_column("")
     for option, p in zip(answer["options"], answer["probs"], strict=True):
         chosen = option == answer["answer"]
+        marks = (" ← answer" if chosen else "") + (f" ← {who}" if option == human else "")
         table.add_row(_text(option, "bold green" if chosen else ""), f"{p:.3f}",
-                      Text(_bar(p) + (" ← answer" if chosen else "")))
+                      Text(_bar(p) + marks))
+    mass = answer["option_mass"]
     body = Group(asked, table,
                  _text(f"answered {answer['content']!r} ({answer['answer']}); option mass "
-                       f"{answer['option_mass']:.3g}", "dim"))
+                       f"{mass:.3g} ({mass * 100:.2g}% of the next-token probability was on the option "
+                       "labels)", "dim"), twin)
     return Panel(body, title=_text(where), title_align="left")
