@@ -22,31 +22,6 @@ def _number(value: float | None, count: bool = False) -> str:
     return f"{value:.0f}" if count else f"{value:.3f}"
 
 
-def format_cell(cell: dict[str, Any] | None, count: bool = False) -> str:
-    """'value [low, high]', or 'n/e' for a not-estimable cell, or '' when absent."""
-    if cell is None:
-        return ""
-    if cell.get("not_estimable"):
-        return "[yellow]n/e[/]"
-    text = _number(cell.get("value"), count)
-    if cell.get("ci"):
-        low, high = cell["ci"]
-        text += f" [dim][{_number(low)}, {_number(high)}][/]"
-    return text
-
-
-def format_ceiling(ceiling: dict[str, Any] | None) -> str:
-    """Split-half value, then the value corrected to full sample size."""
-    if ceiling is None:
-        return ""
-    if ceiling.get("not_estimable"):
-        return "[yellow]n/e[/]"
-    text = _number(ceiling.get("value"))
-    if ceiling.get("corrected") is not None:
-        text += f" [dim](corr. {_number(ceiling['corrected'])})[/]"
-    return text
-
-
 def _scope(row: dict[str, Any]) -> str:
     return "all" if row.get("subgroup") is None else escape(f"{row['subgroup']}={row['group']}")
 
