@@ -6,7 +6,6 @@ Every problem is an `AnalysisInputError` naming the file, the column and what wa
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from contracts.run_format import (
     DATA_ROW_MEANING,
     MANIFEST,
     RESPONSES,
-    ROW_ID_PREFIX,
     SCORED_COLUMNS,
     ManifestNotJSON,
     ManifestNotObject,
     leading_note,
+    row_of_id,
 )
 from contracts.run_format import read_manifest as read_manifest_file
 
@@ -263,15 +262,12 @@ def _by_row_position(table: pd.DataFrame, responses: pd.DataFrame, manifest: Man
                            "count": len(numbers), "of": total, "rows": numbers}
 
 
-_ROW_ID = re.compile(re.escape(ROW_ID_PREFIX) + r"([1-9][0-9]*)")
-
-
 def _recorded_rows(manifest: Manifest, simulated: list[str]) -> dict[str, int]:
     """Participant id -> data row: the manifest's `twin_rows`, else (a run written before twins
     recorded their rows) the ids themselves, row1, row2, ..., which name the row."""
     record = manifest.get("twin_rows")
     if record is None:
-        return {pid: int(m.group(1)) for pid in simulated if (m := _ROW_ID.fullmatch(pid))}
+        return {pid: row for pid in simulated if (row := row_of_id(pid)) is not None}
     rows = record.get("rows") if isinstance(record, dict) else None
     if not isinstance(rows, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in rows.values()):

@@ -38,6 +38,15 @@ DATA_ROW_MEANING = ("1-based number of the data row: the first row under the CSV
                     "leading '#' note lines, the header and blank lines are not counted")
 
 
+def row_of_id(participant_id: str) -> int | None:
+    """The data row a twin id of ROW_ID_PREFIX form names ("row12" -> 12), else None."""
+    digits = participant_id.removeprefix(ROW_ID_PREFIX)
+    if digits == participant_id or not digits.isascii() or not digits.isdigit() \
+            or digits.startswith("0"):
+        return None
+    return int(digits)
+
+
 # --- responses.parquet: one row per participant x round x question ------------------------------
 
 class ResponseWho(TypedDict):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.run_format import row_of_id
 from scenarios.errors import InputError
 
 
@@ -45,8 +45,7 @@ def _data_row(manifest: dict[str, Any], participant_id: str) -> int | None:
     if isinstance(rows, dict):
         found = rows.get(participant_id)
         return found if isinstance(found, int) else None
-    named = re.fullmatch(r"row(\d+)", participant_id)  # a run from before twin_rows
-    return int(named.group(1)) if named else None
+    return row_of_id(participant_id)  # a run from before twin_rows: the id names the row
 
 
 def _sha256(path: Path) -> str:

@@ -42,12 +42,17 @@ def _number(value: float | None, count: bool) -> str:
     return f"{value:.0f}" if count else f"{value:.3f}"
 
 
-def cell(entry: dict[str, Any] | None, count: bool = False) -> dict[str, Any]:
-    """A table cell: text, a tooltip (why not estimable) and whether it is not estimable."""
+def _empty_cell(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """The cell of an absent entry (blank) or a not-estimable one (n/e, with why)."""
     if entry is None:
         return {"text": "", "title": "", "ne": False}
-    if entry.get("not_estimable"):
-        return {"text": "n/e", "title": str(entry["not_estimable"]), "ne": True}
+    return {"text": "n/e", "title": str(entry["not_estimable"]), "ne": True}
+
+
+def cell(entry: dict[str, Any] | None, count: bool = False) -> dict[str, Any]:
+    """A table cell: text, a tooltip (why not estimable) and whether it is not estimable."""
+    if entry is None or entry.get("not_estimable"):
+        return _empty_cell(entry)
     text = _number(entry.get("value"), count)
     if entry.get("ci"):
         text += f" [{_number(entry['ci'][0], False)}, {_number(entry['ci'][1], False)}]"
@@ -56,10 +61,8 @@ def cell(entry: dict[str, Any] | None, count: bool = False) -> dict[str, Any]:
 
 def ceiling_cell(entry: dict[str, Any] | None) -> dict[str, Any]:
     """The human split-half ceiling: value and range, then the size-corrected value."""
-    if entry is None:
-        return {"text": "", "title": "", "ne": False}
-    if entry.get("not_estimable"):
-        return {"text": "n/e", "title": str(entry["not_estimable"]), "ne": True}
+    if entry is None or entry.get("not_estimable"):
+        return _empty_cell(entry)
     text = _number(entry.get("value"), False)
     if entry.get("range"):
         text += f" [{_number(entry['range'][0], False)}, {_number(entry['range'][1], False)}]"
