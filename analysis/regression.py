@@ -3,9 +3,11 @@
 Variables: question ids (the answer, categorical in option order), indicators (0/1), condition
 factors (categorical, first declared level = reference), demographics and `round`. The dependent
 variable, when it is a question, is coded by option index: 0/1 for a two-option logit, the outcome
-code for mnlogit (first option present = reference), the index for ols. Standard errors are
-cluster-robust by participant (rounds of one participant are not independent). A fit that cannot
-be estimated (perfect separation, singular design, no convergence) is returned with the reason.
+code for mnlogit (first option present = reference), the index for ols; a question with
+`coding: linear` enters as its option's value. Standard errors are cluster-robust by participant
+(rounds of one participant are not independent) unless the regression's `fit` says otherwise. A
+fit that cannot be estimated (perfect separation, singular design, no convergence) is returned
+with the reason, naming the term or columns at fault (analysis/fit_diagnosis.py).
 
 A formula is data, never code: it is checked against the grammar of contracts.formula right before
 each fit, and its design matrices are built by formulaic in a namespace holding only `C` and `I`
@@ -37,6 +39,7 @@ from statsmodels.tools import sm_exceptions
 from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, RegressionSpec
 from analysis.experiment import check_formulas as check_grammar
+from analysis.fit_diagnosis import collinear_columns, separation, sparse_levels
 from contracts.formula import ALLOWED_CALLS, CheckedFormula, FormulaError, check_formula
 
 Z95 = float(norm.ppf(0.975))
@@ -220,6 +223,29 @@ def _problem(caught: list[warnings.WarningMessage], result: object) -> str | Non
     return None
 
 
+def fit_options(spec: RegressionSpec, groups: np.ndarray) -> dict[str, Any]:
+    """statsmodels' fit arguments: the standard errors, and the method and iterations of a
+    maximum-likelihood family (unset: today's cluster-robust fit with statsmodels' defaults)."""
+    covariance: dict[str, Any] = {
+        "cluster": {"cov_type": "cluster", "cov_kwds": {"groups": groups}},
+        "classical": {"cov_type": "nonrobust"},
+        "robust": {"cov_type": "HC0"},
+    }[spec.se]
+    if spec.family == "ols":
+        return covariance
+    solver = {"method": spec.method} if spec.method else {}
+    solver |= {"maxiter": spec.maxiter} if spec.maxiter else {}
+    return {"disp": 0, **solver, **covariance}
+
+
+def _why(spec: RegressionSpec, endog: pd.Series, exog: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """What made a likelihood fit fail: the term that separates the outcome, levels answered
+    by one respondent ('' when neither is found)."""
+    if spec.family == "ols":
+        return ""
+    return separation(endog, exog) + sparse_levels(frame, exog)
+
+
 def fit(table: pd.DataFrame, spec: RegressionSpec, experiment: Experiment) -> Fit:
     """Fit one regression on a participant-round table; never raises on estimation problems.
 
@@ -241,18 +267,19 @@ def fit(table: pd.DataFrame, spec: RegressionSpec, experiment: Experiment) -> Fi
         if n <= exog.shape[1]:
             return unfit(f"{n} rows for {exog.shape[1]} coefficients", n, participants)
         if np.linalg.matrix_rank(exog) < exog.shape[1]:
-            return unfit("singular design matrix (collinear or constant terms)", n, participants)
+            return unfit("singular design matrix (collinear or constant terms"
+                         f"{collinear_columns(exog_frame)})", n, participants)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            options = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
-            result = model.fit(**options) if spec.family == "ols" else model.fit(disp=0, **options)
+            result = model.fit(**fit_options(spec, groups))
     except (np.linalg.LinAlgError, sm_exceptions.PerfectSeparationError) as exc:
-        return unfit(f"{type(exc).__name__}: {exc}", n, participants)
+        return unfit(f"{type(exc).__name__}: {exc}{_why(spec, endog, exog_frame, frame)}", n,
+                     participants)
     except Exception as exc:  # a failed fit is a report cell, never a crash of the whole score
         return unfit(f"estimation failed ({type(exc).__name__}: {exc})", n, participants)
     problem = _problem(caught, result)
     if problem is not None:
-        return unfit(problem, n, participants)
+        return unfit(problem + _why(spec, endog, exog_frame, frame), n, participants)
     return Fit(_coefficients(result, spec, formula.dependent, outcomes), n, participants)
 
 

@@ -10,11 +10,12 @@ the transcript and says why the twin's answers are not beside it.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.demographics import is_missing
+from contracts.option_ids import option_index
 from contracts.run_format import row_of_id
 from scenarios.errors import InputError
 
@@ -53,23 +54,12 @@ def _sha256(path: Path) -> str:
 
 
 def matching_option(cell: str, options: list[dict[str, Any]]) -> str:
-    """The option id a recorded cell means: the id itself, or a numeric option by its value."""
+    """The option id a recorded cell means: the same text or the same number ("1.0" is the
+    option "1"), by the one rule validation and scoring read values with (contracts.option_ids);
+    the cell itself when it names no option."""
     ids = [str(o.get("id")) for o in options]
-    if cell in ids:
-        return cell
-    try:
-        number = float(cell)
-    except ValueError:
-        return cell
-    for option in options:
-        value = option.get("value")
-        for candidate in (value, option.get("id")):
-            try:
-                if candidate is not None and math.isclose(float(candidate), number):
-                    return str(option.get("id"))
-            except (TypeError, ValueError):
-                continue
-    return cell
+    index = option_index(cell, ids)
+    return cell if index is None else ids[index]
 
 
 def twin_answers(manifest: dict[str, Any], participant_id: str, rounds: list[int]) -> TwinAnswers:
@@ -103,8 +93,12 @@ def twin_answers(manifest: dict[str, Any], participant_id: str, rounds: list[int
     if id_column and str(record.get(id_column)) != participant_id:
         return TwinAnswers(row=row, why_not=f"data row {row} of {path} is not '{participant_id}'")
     answers = {}
+    population = ((manifest.get("scenario") or {}).get("resolved") or {}).get("population") or {}
+    codes = {str(q["id"]): [*(population.get("missing_codes") or []),
+                            *(q.get("missing_codes") or [])] for q in questions}
     for (round_id, question_id), column in columns.items():
         cell = record.get(column)
-        if isinstance(cell, str) and cell.strip():
+        # a missing-value code is no answer, as when the run read the data
+        if isinstance(cell, str) and cell.strip() and not is_missing(cell, codes[question_id]):
             answers[(round_id, question_id)] = matching_option(cell.strip(), options[question_id])
     return TwinAnswers(answers, row)

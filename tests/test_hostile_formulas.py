@@ -112,13 +112,15 @@ FIXTURE_FORMULAS = [
 ]
 
 
-def scenario_text(formulas: list[str]) -> str:
-    """The flagship with its regressions replaced by logits of `formulas` (as YAML strings)."""
+def scenario_text(formulas: list[str] | list[tuple[str, str]]) -> str:
+    """The flagship with its regressions replaced by `formulas` (as YAML strings): logits, or
+    (family, formula) pairs."""
     text = FLAGSHIP.read_text(encoding="utf-8").replace(
         "data/security_disclosure_synthetic_standin.csv", str(DATA))
     start = text.index("  regressions:\n")
-    entries = "".join(f"    - name: r{i}\n      family: logit\n      formula: {json.dumps(f)}\n"
-                      for i, f in enumerate(formulas))
+    pairs = [f if isinstance(f, tuple) else ("logit", f) for f in formulas]
+    entries = "".join(f"    - name: r{i}\n      family: {family}\n      formula: {json.dumps(f)}\n"
+                      for i, (family, f) in enumerate(pairs))
     return text[:start] + "  regressions:\n" + entries
 
 
@@ -126,7 +128,8 @@ def formula_lines(text: str) -> list[int]:
     return [n for n, line in enumerate(text.splitlines(), 1) if line.startswith("      formula: ")]
 
 
-def write_scenario(tmp_path: Path, formulas: list[str]) -> tuple[Path, list[int]]:
+def write_scenario(tmp_path: Path,
+                   formulas: list[str] | list[tuple[str, str]]) -> tuple[Path, list[int]]:
     path = tmp_path / "scenario.yaml"
     text = scenario_text(formulas)
     path.write_text(text, encoding="utf-8")
@@ -312,7 +315,7 @@ def test_the_payload_runs_under_the_plain_formula_api(sentinel):
 # Everything the grammar allows still validates and fits as the formula API fits it
 
 def test_every_allowed_formula_validates(tmp_path):
-    path, _ = write_scenario(tmp_path, [f for _, f in ALLOWED_FORMULAS])
+    path, _ = write_scenario(tmp_path, ALLOWED_FORMULAS)
     result = run_cli("validate", str(path))
     assert result.returncode == 0, result.stderr
 

@@ -7,7 +7,7 @@ from tests.test_question_types import write
 from tests.test_scenario_validation import flagship_text, line_of, problems_of
 from tests.test_scenario_validation import write as write_flagship
 
-QUESTION_FIELDS = "id, type, text, options, human_column, recall"
+QUESTION_FIELDS = "id, type, text, options, human_column, recall, ordered, coding, missing_codes"
 
 
 def test_a_misspelt_numeric_field_names_max_among_the_expected_fields(tmp_path):
@@ -16,7 +16,7 @@ def test_a_misspelt_numeric_field_names_max_among_the_expected_fields(tmp_path):
     path.write_text(text, encoding="utf-8")
     found = problems_of(path)
     expected = (f"{path}:{line_of(text, 'maxx: 10')}: stages[0].questions[0].maxx: unknown field; "
-                f"expected one of: {QUESTION_FIELDS}, min, max, step, labels")
+                f"did you mean 'max'? expected one of: {QUESTION_FIELDS}, min, max, step, labels")
     assert expected in found, found
 
 

@@ -9,8 +9,10 @@ import pkgutil
 from scenarios.questions.base import (
     ANSWER_INSTRUCTION,
     QUESTION_TYPES,
+    CodeText,
     Identifier,
     Option,
+    OptionId,
     Question,
     Strict,
     column_template_problem,
@@ -24,5 +26,5 @@ ORDERED_TYPES = frozenset(name for name, kind in QUESTION_TYPES.items() if kind.
 DEFAULT_OPTIONS: dict[str, list[Option]] = {
     name: list(kind.DEFAULT_OPTIONS) for name, kind in QUESTION_TYPES.items() if kind.DEFAULT_OPTIONS}
 
-__all__ = ["ANSWER_INSTRUCTION", "DEFAULT_OPTIONS", "ORDERED_TYPES", "QUESTION_TYPES", "Identifier",
-           "Option", "Question", "Strict", "column_template_problem"]
+__all__ = ["ANSWER_INSTRUCTION", "DEFAULT_OPTIONS", "ORDERED_TYPES", "QUESTION_TYPES", "CodeText",
+           "Identifier", "Option", "OptionId", "Question", "Strict", "column_template_problem"]

@@ -11,22 +11,24 @@ import math
 import re
 import string
 import typing
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     StringConstraints,
     ValidatorFunctionWrapHandler,
-    computed_field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from contracts.option_ids import numerically_equal, option_id_problem, option_index
 from scenarios.errors import shown
 
 if TYPE_CHECKING:  # pandas loads in ~0.3 s: only data checks need it, at run time
@@ -40,6 +42,27 @@ ANSWER_INSTRUCTION = "Answer with the letter of one option."
 QUESTION_TYPES: dict[str, type[Question]] = {}
 
 
+def _as_text(value: Any) -> Any:
+    """An option id or code written as a YAML number is its text (7 -> "7", 7.0 -> "7.0");
+    a YAML boolean (an unquoted yes, no, on, off, true, false) is refused with a hint."""
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "boolean_id", "got the boolean {value}: YAML reads unquoted yes, no, on, off, true and "
+            "false as booleans; quote it (\"yes\", \"no\") to use it as an answer", {"value": value})
+    return str(value) if isinstance(value, int | float) else value
+
+
+def _option_id(value: str) -> str:
+    problem = option_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# What names an answer: 1-64 printable characters without whitespace ("yes", "7", "-2", "7.0").
+OptionId = Annotated[str, BeforeValidator(_as_text), AfterValidator(_option_id)]
+CodeText = Annotated[str, BeforeValidator(_as_text)]
+
 
 class Strict(BaseModel):
     """Base for every section: unknown fields are errors, not silently ignored."""
@@ -50,24 +73,18 @@ class Strict(BaseModel):
 class Option(Strict):
     """One answer option; `label` is the single token the model answers with (A, B, ...)."""
 
-    id: Identifier
+    id: OptionId
     text: str = Field(min_length=1)
     label: str | None = Field(default=None, min_length=1)
-    # Set by types whose options stand for numbers (numeric); never read from a scenario file.
-    _value: float | None = PrivateAttr(default=None)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def value(self) -> float | None:
-        """The number this option stands for (None: a category, not a number)."""
-        return self._value
+    # The number this option stands for (None: a category); numeric generates it, other types
+    # may set it (`coding: linear` needs it on every option).
+    value: float | None = None
 
     @classmethod
     def of_value(cls, number: int, label: str | None = None) -> Option:
-        """A generated option for a number: id and text are its text (not an Identifier)."""
-        option = cls.model_construct(id=str(number), text=str(number), label=label)
-        option._value = float(number)
-        return option
+        """A generated option for a number: id and text are its text."""
+        return cls.model_construct(id=str(number), text=str(number), label=label,
+                                   value=float(number))
 
 
 class Question(Strict):
@@ -83,6 +100,12 @@ class Question(Strict):
     options: list[Option] | None = None
     human_column: str | None = None
     recall: str | None = Field(default=None, min_length=1)
+    # None: the type's order (ORDERED); filled in by validation, so it is always a bool after.
+    ordered: bool | None = None
+    # How the answer enters a formula: unordered dummies, or its option's value (one number).
+    coding: Literal["categorical", "linear"] = "categorical"
+    # Cells of this question's human column that mean "no answer" (beside the population's).
+    missing_codes: list[CodeText] = Field(default_factory=list)
 
     ORDERED: ClassVar[bool] = False  # whether the options form an ordered scale
     DEFAULT_OPTIONS: ClassVar[tuple[Option, ...]] = ()  # used when a file gives no `options`
@@ -128,7 +151,32 @@ class Question(Strict):
         labelled = [o if o.label else o.model_copy(update={"label": LETTERS[i]})
                     for i, o in enumerate(options)]
         object.__setattr__(self, "options", labelled)
+        if self.ordered is None:
+            object.__setattr__(self, "ordered", self.ORDERED)
+        if self.coding == "linear":
+            unvalued = [o.id for o in labelled if o.value is None]
+            if unvalued:
+                raise ValueError(f"coding 'linear' enters the answer as its option's value: give "
+                                 f"every option a 'value' (none for {', '.join(unvalued)})")
+        same = numerically_equal([o.id for o in labelled])
+        if same:
+            raise ValueError(f"option ids '{same[0][0]}' and '{same[0][1]}' are the same number: "
+                             "a recorded value would name both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _resolved(self, handler: Any) -> Any:
+        """The resolved record: `ordered` last (where it always was), new fields only when set,
+        so the manifests of scenarios that do not use them stay byte-identical."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if data.get("coding") == "categorical":
+                data.pop("coding")
+            if not data.get("missing_codes"):
+                data.pop("missing_codes", None)
+            if "ordered" in data:
+                data["ordered"] = data.pop("ordered")
+        return data
 
     @model_validator(mode="wrap")
     @classmethod
@@ -150,12 +198,6 @@ class Question(Strict):
         if not self.DEFAULT_OPTIONS:
             raise ValueError(f"a {self.type} question needs an 'options' list")
         return list(self.DEFAULT_OPTIONS)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def ordered(self) -> bool:
-        """Whether the options form an ordered scale (Likert, probability buckets, numbers)."""
-        return self.ORDERED
 
     @property
     def option_ids(self) -> list[str]:
@@ -199,13 +241,23 @@ class Question(Strict):
             return None
         return self.option_ids.index(self.recorded_id(value))
 
+    def option_index(self, value: Any) -> int | None:
+        """The option a recorded value names: the same text, or the same number ("1.0" is the
+        option "1"); None when none does. The one reader (contracts.option_ids)."""
+        return option_index(value, self.option_ids)
+
     def recorded_id(self, value: Any) -> str:
         """The option id a recorded (non-missing) value stands for (checked by `unreadable`)."""
-        return str(value)
+        index = self.option_index(value)
+        if index is None:
+            raise ValueError(f"{value!r} is not an answer of {self.id}")
+        return self.option_ids[index]
 
     def unreadable(self, values: pd.Series) -> pd.Series:
         """Which recorded values of a data column are not an answer (missing ones are fine)."""
-        return values.notna() & ~values.astype(str).isin(self.option_ids)
+        text = values.astype(str)
+        known = {v: self.option_index(v) is not None for v in text.unique()}
+        return values.notna() & ~text.map(known).astype(bool)
 
     def unreadable_message(self, value: Any) -> str:
         """Why one recorded value is not an answer, for the data check's error."""

@@ -1,0 +1,42 @@
+"""Shared helpers of the issue-14 answer tests: the real Chile survey as a scenario, an
+experiment and a human sample built from its CSV (no model, no run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.experiment import Experiment, experiment_from_resolved
+from analysis.samples import Sample, option_indices
+from scenarios.loader import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+CHILE = ROOT / "scenarios" / "chile_plebiscite.yaml"
+_VENDORED = ROOT / "scenarios" / "data" / "chile_plebiscite_1988.csv"
+CHILE_CSV = _VENDORED if _VENDORED.is_file() else ROOT.parent / "shared" / "data" \
+    / "chile_plebiscite_1988.csv"
+
+
+def chile_table() -> pd.DataFrame:
+    """The survey's rows as pandas reads them (statusquo_bin becomes floats: "-2.0")."""
+    return pd.read_csv(CHILE_CSV, comment="#")
+
+
+def chile_resolved() -> dict:
+    return load_scenario(CHILE).scenario.model_dump(mode="json", by_alias=True)
+
+
+def experiment(resolved: dict | None = None) -> Experiment:
+    return experiment_from_resolved(resolved or chile_resolved(), "chile")
+
+
+def human_sample(exp: Experiment, table: pd.DataFrame) -> Sample:
+    """One round; answers read by analysis' reader; raw demographic columns as attributes."""
+    answers = np.full((len(table), 1, len(exp.questions)), -1, np.int16)
+    for q, question in enumerate(exp.questions):
+        answers[:, 0, q] = option_indices(table[question.human_column], question, "chile")
+    attributes = table[["sex", "age", "education", "income"]].reset_index(drop=True)
+    ids = np.array([f"p{i}" for i in range(len(table))], dtype=object)
+    return Sample("human", ids, attributes, answers)
