@@ -98,7 +98,9 @@ def memory_text(memory: Sequence[RoundMemory]) -> str:
     lines = ["What happened in earlier rounds:"]
     for past in memory:
         said = " ".join(f"{recall}: {answer}." for recall, answer in past.answers)
-        lines.append(f"- {past.stimulus.replace(chr(10), ' ')} {said}")
+        # a one-shot survey's empty stimulus adds nothing, not a blank
+        stimulus = past.stimulus.replace(chr(10), " ")
+        lines.append(f"- {stimulus} {said}" if stimulus else f"- {said}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.conversation import Message
-from agents.population import STREAM_PILOT, twin_ids
+from agents.population import STREAM_PILOT, twin_ids, twin_rows_mask
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
 
@@ -95,13 +95,16 @@ def split_pilot(loaded: LoadedScenario, size: float | int, sampling: Sampling,
     note = ""
     if sampling.kind == "balanced":
         column = _balanced_column(loaded, sampling.column or "")
-        chosen, note = _balanced(table[column].astype(str).to_numpy(), n, rng)
+        rows = np.flatnonzero(twin_rows_mask(loaded))  # every row unless exclude_missing
+        picked, note = _balanced(table[column].astype(str).to_numpy()[rows], n, rng)
+        chosen = rows[picked]
     else:
         chosen = rng.choice(np.flatnonzero(eligible), size=n, replace=False)
     in_pilot = np.zeros(len(table), dtype=bool)
     in_pilot[chosen] = True
+    holdout = ~in_pilot & twin_rows_mask(loaded)
     return PilotSplit([ids[i] for i in np.flatnonzero(in_pilot)],
-                      [ids[i] for i in np.flatnonzero(~in_pilot)], sampling, size, note)
+                      [ids[i] for i in np.flatnonzero(holdout)], sampling, size, note)
 
 
 def draw_holdout(loaded: LoadedScenario, size: float | int, seed: int) -> list[str]:
@@ -109,13 +112,17 @@ def draw_holdout(loaded: LoadedScenario, size: float | int, seed: int) -> list[s
 
     A study draws it first and every pilot from the rows left (`split_pilot_from_pool`), so all
     policies are judged on the same twins and none of them is in any pilot."""
-    ids = twin_ids(loaded)
-    n = max(1, round(size * len(ids))) if isinstance(size, float) else size
-    if not 1 <= n < len(ids):
+    ids, kept = twin_ids(loaded), twin_rows_mask(loaded)
+    rows = np.flatnonzero(kept)
+    n = max(1, round(size * len(rows))) if isinstance(size, float) else size
+    if not 1 <= n < len(rows):
         raise InputError([Problem(str(loaded.path), None, "holdout", f"a holdout of {n} leaves "
-                                  f"no pilot rows: the data has {len(ids)} rows")])
+                                  f"no pilot rows: the data has {len(rows)} rows"
+                                  + ("" if kept.all() else " that are twins (exclude_missing)"))])
     rng = np.random.default_rng([seed, STREAM_HOLDOUT])
-    return [ids[i] for i in np.sort(rng.choice(len(ids), size=n, replace=False))]
+    if kept.all():  # the draw every run made before exclusions existed
+        return [ids[i] for i in np.sort(rng.choice(len(ids), size=n, replace=False))]
+    return [ids[i] for i in np.sort(rng.choice(rows, size=n, replace=False))]
 
 
 def split_pilot_from_pool(loaded: LoadedScenario, size: float | int, sampling: Sampling,
@@ -154,7 +161,7 @@ def _eligible(loaded: LoadedScenario, sampling: Sampling) -> np.ndarray:
     assert loaded.human is not None
     table, where = loaded.human.table, str(loaded.path)
     if sampling.kind != "condition":
-        return np.ones(len(table), dtype=bool)
+        return twin_rows_mask(loaded)
     factors = loaded.scenario.conditions
     factor = factors.get(sampling.factor or "")
     if factor is None or factor.column is None:
@@ -166,7 +173,7 @@ def _eligible(loaded: LoadedScenario, sampling: Sampling) -> np.ndarray:
         raise InputError([Problem(where, None, "--sample", f"condition {sampling.factor} has no "
                                   f"level '{sampling.level}' in the data; its levels are: "
                                   + ", ".join(factor.levels))])
-    return (recorded == sampling.level).to_numpy()
+    return (recorded == sampling.level).to_numpy() & twin_rows_mask(loaded)
 
 
 def _pilot_count(where: str, size: float | int, available: int, sampling: Sampling) -> int:
@@ -183,7 +190,7 @@ def _pilot_count(where: str, size: float | int, available: int, sampling: Sampli
 def _balanced_column(loaded: LoadedScenario, name: str) -> str:
     """A demographic name (ethnicity) or a data column, as the data column to balance on."""
     assert loaded.human is not None
-    demographics = loaded.scenario.population.demographics
+    demographics = loaded.scenario.population.columns
     column = demographics.get(name, name)
     if column not in loaded.human.table.columns:
         raise InputError([Problem(str(loaded.path), None, "--sample", f"unknown column '{name}' "

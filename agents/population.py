@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.demographics import derive
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
+from scenarios.missing_values import excluded_rows
 
 # Independent random streams derived from the one run seed.
 STREAM_ASSIGNMENT = 1
@@ -65,9 +67,12 @@ def _twins(loaded: LoadedScenario, n: int | None, seed: int,
     assert loaded.human is not None, "twins need the human data (checked at load)"
     s, table = loaded.scenario, loaded.human.table
     names = twin_ids(loaded)
-    positions = np.arange(len(table)) if ids is None else _positions(loaded, names, ids)
+    positions = np.flatnonzero(twin_rows_mask(loaded)) if ids is None \
+        else _positions(loaded, names, ids)
     if n is not None and not 1 <= n <= len(positions):
-        rows = f"the data has {len(table)} rows" if ids is None else f"{len(positions)} were chosen"
+        rows = (f"{len(positions)} were chosen" if ids is not None else
+                f"the data has {len(table)} rows" if len(positions) == len(table) else
+                f"{len(positions)} of the data's {len(table)} rows are twins (exclude_missing)")
         raise InputError([Problem("command line", None, "--participants",  # a flag, not the CSV
                                   f"asked for {n} twins; {rows} ({loaded.human.path})")])
     if n is not None and n < len(positions):
@@ -77,10 +82,17 @@ def _twins(loaded: LoadedScenario, n: int | None, seed: int,
     for pos in positions:
         row = table.iloc[int(pos)]
         pid = names[int(pos)]
-        demographics = {name: _plain(row[col]) for name, col in s.population.demographics.items()}
+        demographics = {name: derive(_plain(row[col]), s.population.spec(name))
+                        for name, col in s.population.columns.items()}
         condition = {name: str(row[f.column]) for name, f in s.conditions.items() if f.column}
         specs.append(ParticipantSpec(pid, demographics, condition, data_row=int(pos) + 1))
     return specs
+
+
+def twin_rows_mask(loaded: LoadedScenario) -> np.ndarray:
+    """Which data rows may have twins: all but those `population.exclude_missing` excludes."""
+    assert loaded.human is not None, "twins need the human data (checked at load)"
+    return ~excluded_rows(loaded.scenario, loaded.human.table)
 
 
 def twin_rows_record(loaded: LoadedScenario, specs: Sequence[ParticipantSpec]) -> dict[str, Any] | None:
@@ -114,6 +126,13 @@ def _positions(loaded: LoadedScenario, names: list[str], ids: Sequence[str]) -> 
     """Data-file positions of the given participant ids (in file order); unknown ids are errors."""
     wanted = set(ids)
     unknown = sorted(wanted - set(names))
+    excluded = sorted(wanted & {names[i] for i in np.flatnonzero(~twin_rows_mask(loaded))})
+    if excluded and not unknown:
+        assert loaded.human is not None
+        raise InputError([Problem(str(loaded.human.path), None, "--twins",
+                                  f"{len(excluded)} participant id(s) name rows that "
+                                  "population.exclude_missing excludes (a value is missing), "
+                                  f"e.g. {', '.join(excluded[:5])}")])
     if unknown:
         assert loaded.human is not None
         raise InputError([Problem(str(loaded.human.path), None, "--twins",

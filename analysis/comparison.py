@@ -49,10 +49,12 @@ class Counts:
 
 
 def one_hot(sample: Sample, experiment: Experiment) -> np.ndarray:
-    """(participants, rounds, options of all questions) 0/1 answers; missing answers are 0s."""
+    """(participants, rounds, options of all questions) 0/1 answers; missing answers are 0s.
+    A weighted human sample's rows count their survey weight (scaled to average 1) instead."""
     blocks = [(sample.answers[:, :, q, None] == np.arange(len(question.options)))
               for q, question in enumerate(experiment.questions)]
-    return np.concatenate(blocks, axis=2).astype(float)
+    answered = np.concatenate(blocks, axis=2).astype(float)
+    return answered if sample.weights is None else answered * sample.weights[:, None, None]
 
 
 def _group_key(label: str) -> tuple[int, float, str]:

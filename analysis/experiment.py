@@ -7,11 +7,14 @@ here into the few records scoring needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from analysis.errors import AnalysisInputError
+from analysis.human_rules import HumanRules, human_rules
+from contracts.answer_rules import CheckedRule, RuleError, check_rule
 from contracts.formula import CheckedFormula, FormulaError, check_formula
+from contracts.option_ids import option_index
 from contracts.run_format import (
     ResolvedCoherenceRule,
     ResolvedPopulation,
@@ -22,6 +25,8 @@ from contracts.run_format import (
 )
 
 FAMILIES = frozenset({"logit", "mnlogit", "ols"})
+SE_TYPES = ("cluster", "classical", "robust")
+METHODS = ("newton", "bfgs", "lbfgs", "nm")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Question:
     human_column: str | None
     ordered: bool = False
     values: tuple[float, ...] | None = None
+    coding: str = "categorical"  # or "linear": the answer enters a formula as its value
 
     def column_for(self, round_id: int) -> str | None:
         """The human data column holding this question's answer in a round."""
@@ -67,11 +73,19 @@ class CoherenceRule:
     belief: str
     action: str
     contradicts: tuple[tuple[str, str], ...]
+    name: str | None = None  # with `when`: a named expression over several answers
+    when: str | None = None
 
     @property
     def label(self) -> str:
         """A short name for report rows."""
-        return f"{self.belief}->{self.action}"
+        return self.name if self.when is not None and self.name else f"{self.belief}->{self.action}"
+
+    def checked(self, experiment: Experiment) -> CheckedRule:
+        """The expression checked against the questions (RuleError when it names unknown ones)."""
+        options = {q.id: q.options for q in experiment.questions}
+        return check_rule(self.when, options,
+                          {q.id for q in experiment.questions if q.values is not None})
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class Indicator:
     name: str
     question: str
     options: tuple[str, ...]
+    versus: tuple[str, ...] | None = None  # 0 only for these; other answers are missing
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,9 @@ class RegressionSpec:
     name: str
     family: str
     formula: str
+    se: str = "cluster"  # or "classical", "robust"
+    maxiter: int | None = None  # None: statsmodels' default of the family
+    method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,8 @@ class Experiment:
     subgroups: tuple[str, ...]
     indicators: tuple[Indicator, ...]
     regressions: tuple[RegressionSpec, ...]
+    # Missing codes, exclusions, long-form demographics and weights of the human rows.
+    human: HumanRules = field(default_factory=HumanRules)
 
     @property
     def attributes(self) -> list[str]:
@@ -158,16 +178,33 @@ def _question(q: ResolvedQuestion, kind: str, at: str) -> Question:
             raise AnalysisInputError(f"{at}: options {list(options)}: either every option has a "
                                      "numeric 'value' or none has")
         values = tuple(float(v) for v in numbers)
+    coding = str(q.get("coding") or "categorical")
+    if coding not in ("categorical", "linear") or (coding == "linear" and values is None):
+        raise AnalysisInputError(f"{at}: coding {coding!r} is not 'categorical' or 'linear' "
+                                 "(linear needs a value on every option)")
     return Question(_need(q, "id", at), kind, q["type"], options, q.get("human_column"),
-                    question_ordered(q), values)
+                    question_ordered(q), values, coding)
 
 
 def _coherence(rules: list[ResolvedCoherenceRule]) -> tuple[CoherenceRule, ...]:
     return tuple(
-        CoherenceRule(r["belief"], r["action"],
-                      tuple((c["belief"], c["action"]) for c in r["contradicts"]))
+        CoherenceRule("", "", (), str(r["name"]), str(r["when"])) if r.get("when") is not None
+        else CoherenceRule(r["belief"], r["action"],
+                           tuple((c["belief"], c["action"]) for c in r["contradicts"]))
         for r in rules
     )
+
+
+def _indicator(name: str, spec: Any) -> Indicator:
+    versus = spec.get("versus")
+    return Indicator(name, spec["question"], tuple(spec.get("in") or spec.get("in_") or ()),
+                     None if versus is None else tuple(str(v) for v in versus))
+
+
+def _regression(r: Any) -> RegressionSpec:
+    fit = r.get("fit") or {}
+    return RegressionSpec(r["name"], r["family"], r["formula"], str(fit.get("se") or "cluster"),
+                          fit.get("maxiter"), fit.get("method"))
 
 
 def experiment_from_resolved(resolved: ResolvedScenario, where: str) -> Experiment:
@@ -215,14 +252,10 @@ def _experiment(resolved: ResolvedScenario, where: str) -> Experiment:
         questions=_questions(_need(resolved, "stages", where), where),
         coherence=_coherence(resolved.get("coherence") or []),
         subgroups=tuple(analysis.get("subgroups") or ()),
-        indicators=tuple(
-            Indicator(name, spec["question"], tuple(spec.get("in") or spec.get("in_") or ()))
-            for name, spec in (analysis.get("indicators") or {}).items()
-        ),
-        regressions=tuple(
-            RegressionSpec(r["name"], r["family"], r["formula"])
-            for r in analysis.get("regressions") or []
-        ),
+        indicators=tuple(_indicator(name, spec)
+                         for name, spec in (analysis.get("indicators") or {}).items()),
+        regressions=tuple(_regression(r) for r in analysis.get("regressions") or []),
+        human=human_rules(population, resolved.get("stages") or []),
     )
 
 
@@ -234,7 +267,8 @@ def _demographics(population: ResolvedPopulation) -> dict[str, str]:
     the drawn values under them); its reference data has each in the column `demographics` maps
     it to, else in the column of that very name.
     """
-    mapped = dict(population.get("demographics") or {})
+    mapped = {name: d if isinstance(d, str) else str(d["column"])  # a long form is its dict
+              for name, d in (population.get("demographics") or {}).items()}
     if population.get("source") != "marginals":
         return mapped
     return {name: mapped.get(name, name) for name in population.get("marginals") or {}}
@@ -245,16 +279,23 @@ def check_references(experiment: Experiment, where: str) -> None:
     options = {q.id: q.options for q in experiment.questions}
     problems = []
     for rule in experiment.coherence:
+        if rule.when is not None:
+            try:
+                rule.checked(experiment)
+            except RuleError as exc:
+                problems.append(f"coherence rule {rule.label}: {exc}")
+            continue
         for qid in (rule.belief, rule.action):
             if qid not in options:
                 problems.append(f"coherence rule {rule.label}: unknown question '{qid}'")
         for belief, action in rule.contradicts:
-            if belief not in options.get(rule.belief, (belief,)):
+            if option_index(belief, options.get(rule.belief, (belief,))) is None:
                 problems.append(f"coherence rule {rule.label}: '{belief}' is not an option")
-            if action not in options.get(rule.action, (action,)):
+            if option_index(action, options.get(rule.action, (action,))) is None:
                 problems.append(f"coherence rule {rule.label}: '{action}' is not an option")
     for ind in experiment.indicators:
-        unknown = [o for o in ind.options if o not in options.get(ind.question, ())]
+        unknown = [o for o in (*ind.options, *(ind.versus or ()))
+                   if option_index(o, options.get(ind.question, ())) is None]
         if ind.question not in options or unknown:
             problems.append(f"indicator '{ind.name}': question '{ind.question}' has no "
                             f"option(s) {unknown or list(ind.options)}")
@@ -266,5 +307,10 @@ def check_references(experiment: Experiment, where: str) -> None:
         if reg.family not in FAMILIES:
             problems.append(f"regression '{reg.name}': family '{reg.family}' is not one of "
                             f"{sorted(FAMILIES)}")
+        if reg.se not in SE_TYPES or reg.method not in (None, *METHODS) or not (
+                reg.maxiter is None or (isinstance(reg.maxiter, int) and reg.maxiter >= 1)):
+            problems.append(f"regression '{reg.name}': fit {reg.se!r}/{reg.method!r}/"
+                            f"{reg.maxiter!r}: expected se one of {list(SE_TYPES)}, method one of "
+                            f"{list(METHODS)}, maxiter a whole number >= 1")
     if problems:
         raise AnalysisInputError(f"{where}: " + "; ".join(problems))

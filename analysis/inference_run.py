@@ -139,7 +139,8 @@ def subset(sample: Sample, ids: list[str]) -> Sample:
     rows = [position[i] for i in ids]
     return replace(sample, participant_ids=sample.participant_ids[rows],
                    attributes=sample.attributes.iloc[rows].reset_index(drop=True),
-                   answers=sample.answers[rows])
+                   answers=sample.answers[rows],
+                   weights=None if sample.weights is None else sample.weights[rows])
 
 
 def expected_answers(run_dir: Path, experiment: Experiment, policy: str,

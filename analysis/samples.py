@@ -14,6 +14,8 @@ import pandas as pd
 
 from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, Question
+from analysis.human_rules import derived_column, prepared_human, survey_weights
+from contracts.option_ids import option_index
 from contracts.run_format import ROW_ID_PREFIX
 
 MISSING = -1
@@ -27,6 +29,8 @@ class Sample:
     participant_ids: np.ndarray
     attributes: pd.DataFrame
     answers: np.ndarray
+    # Survey weights of the human rows, scaled to average 1 (None: every row counts once).
+    weights: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -48,17 +52,13 @@ def _label(value: object) -> str | None:
 
 
 def option_indices(values: pd.Series, question: Question, where: str) -> np.ndarray:
-    """Map option ids to their index (-1 for missing); unknown ids are an input error.
-
-    On a numeric scale a cell may also name an option by its value: 7, "7" and "7.0" are the
-    option whose value is 7."""
-    lookup = {option: i for i, option in enumerate(question.options)}
+    """Map recorded values to their option's index (-1 for missing); unknown ones are an input
+    error. The rule is contracts.option_ids' (validation's): the same text or the same number,
+    so "7.0" is the option "7"."""
     present = values.notna()
-    text = values[present].astype(str).str.strip()
-    mapped = text.map(lookup)
-    if question.values is not None:
-        by_value = {value: i for i, value in enumerate(question.values)}
-        mapped = mapped.fillna(pd.to_numeric(text, errors="coerce").map(by_value))
+    text = values[present].astype(str)
+    lookup = {v: option_index(v, question.options) for v in text.unique()}
+    mapped = text.map(lookup).astype(float)
     unknown = sorted(set(values[present][mapped.isna()].astype(str)))
     if unknown:
         raise AnalysisInputError(
@@ -95,7 +95,10 @@ def sample_from_responses(frame: pd.DataFrame, experiment: Experiment, name: str
 
 
 def sample_from_human(table: pd.DataFrame, experiment: Experiment, where: str) -> Sample:
-    """Build the reference sample from the wide human table (columns already checked)."""
+    """Build the reference sample from the wide human table (columns already checked): missing
+    codes made empty, `exclude_missing`'s rows dropped, demographics derived, weights read."""
+    table = prepared_human(table, _codes_by_column(experiment), experiment.human,
+                           experiment.demographics)
     if experiment.id_column and experiment.id_column in table.columns:
         ids = table[experiment.id_column].astype(str).to_numpy(dtype=object)
     else:  # row1, row2, ... as the twins are named; a chosen subset keeps its rows' numbers
@@ -110,11 +113,27 @@ def sample_from_human(table: pd.DataFrame, experiment: Experiment, where: str) -
             if column is not None:
                 answers[:, r, q] = option_indices(table[column], question,
                                                   f"{where}: column '{column}'")
-    renames = {f.column: f.name for f in experiment.factors}
-    renames |= {human: name for name, human in experiment.demographics.items()}
-    attributes = table.rename(columns=renames)
+    columns = {f.name: table[f.column] for f in experiment.factors if f.column in table.columns}
+    columns |= {name: derived_column(table[human], experiment.human.specs.get(name))
+                for name, human in experiment.demographics.items() if human in table.columns}
+    attributes = pd.DataFrame(columns, index=table.index)
     present = [c for c in experiment.attributes if c in attributes.columns]
-    return Sample("human", ids, attributes[present].reset_index(drop=True), answers)
+    return Sample("human", ids, attributes[present].reset_index(drop=True), answers,
+                  survey_weights(table, experiment.human, where))
+
+
+def _codes_by_column(experiment: Experiment) -> dict[str, tuple[str, ...]]:
+    """Each human column read and its missing-value codes (a question's own added to its
+    columns')."""
+    rules, base = experiment.human, experiment.human.missing_codes
+    columns = {c: base for c in [*experiment.demographics.values(),
+                                 *(f.column for f in experiment.factors)]}
+    for question in experiment.questions:
+        own = rules.question_codes.get(question.id, ())
+        for round_id in experiment.rounds:
+            if (column := question.column_for(round_id)) is not None:
+                columns[column] = tuple(dict.fromkeys([*columns.get(column, base), *own]))
+    return columns
 
 
 def align_attributes(samples: list[Sample]) -> list[Sample]:
@@ -134,6 +153,27 @@ def align_attributes(samples: list[Sample]) -> list[Sample]:
     return [replace(s, attributes=a) for s, a in zip(samples, aligned, strict=True)]
 
 
+def answer_column(codes: np.ndarray, question: Question) -> object:
+    """A question's answers as a formula reads them: categorical in option order, or with
+    `coding: linear` each answer's option value (NaN where missing), never a rank."""
+    if question.coding == "linear" and question.values is not None:
+        values = np.asarray(question.values, dtype=float)
+        return np.where(codes < 0, np.nan, values[codes.clip(0)])
+    return pd.Categorical.from_codes(codes, categories=list(question.options))
+
+
+def indicator_column(codes: np.ndarray, question: Question, hits: tuple[str, ...],
+                     versus: tuple[str, ...] | None) -> np.ndarray:
+    """1 where the answer is one of `hits`; 0 where it is one of `versus` (all others without
+    it); NaN where missing or, with `versus`, where it is neither."""
+    def indices(ids: tuple[str, ...]) -> list[int]:
+        return [i for i in (option_index(o, question.options) for o in ids) if i is not None]
+
+    ones = np.isin(codes, indices(hits))
+    zeros = (codes >= 0) & ~ones if versus is None else np.isin(codes, indices(versus))
+    return np.where(ones, 1.0, np.where(zeros, 0.0, np.nan))
+
+
 def participant_rounds(sample: Sample, experiment: Experiment) -> pd.DataFrame:
     """One row per participant x round: answers (categorical), indicators (0/1), attributes."""
     n, n_rounds = sample.n, len(experiment.rounds)
@@ -142,13 +182,12 @@ def participant_rounds(sample: Sample, experiment: Experiment) -> pd.DataFrame:
         "round": np.tile(np.asarray(experiment.rounds), n),
     }
     for q, question in enumerate(experiment.questions):
-        codes = sample.answers[:, :, q].ravel()
-        table[question.id] = pd.Categorical.from_codes(codes, categories=list(question.options))
+        table[question.id] = answer_column(sample.answers[:, :, q].ravel(), question)
     for indicator in experiment.indicators:
         question = experiment.questions[experiment.question_index(indicator.question)]
         codes = sample.answers[:, :, experiment.question_index(indicator.question)].ravel()
-        hits = [question.options.index(o) for o in indicator.options]
-        table[indicator.name] = np.where(codes < 0, np.nan, np.isin(codes, hits).astype(float))
+        table[indicator.name] = indicator_column(codes, question, indicator.options,
+                                                 indicator.versus)
     clashes = [c for c in sample.attributes.columns if c in table]
     if clashes:
         raise AnalysisInputError(

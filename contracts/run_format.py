@@ -137,6 +137,8 @@ class ResolvedQuestion(TypedDict):
     options: list[ResolvedOption]
     human_column: str | None
     ordered: NotRequired[bool]  # absent in old manifests: type in LEGACY_ORDERED_TYPES
+    coding: NotRequired[str]  # "linear" when set; absent: "categorical" (unordered dummies)
+    missing_codes: NotRequired[list[str]]  # absent: none beyond the population's
 
 
 class ResolvedStage(TypedDict):
@@ -161,14 +163,29 @@ class ResolvedFactor(TypedDict):
     column: str | None
 
 
+class ResolvedDemographic(TypedDict):
+    """A long-form demographic: its column and how its value is derived (contracts.demographics)."""
+
+    column: str
+    labels: dict[str, str] | list[str] | None
+    bins: list[float] | None
+    format: str | None
+    missing: str | None
+
+
 class ResolvedPopulation(TypedDict):
     """Who takes part: twins of data rows, or draws from marginals."""
 
     source: str
     data: str | None
     id_column: str | None
-    demographics: dict[str, str]  # name -> data column
+    # name -> data column (short form, as before) or the long form's record
+    demographics: dict[str, str | ResolvedDemographic]
     marginals: dict[str, dict[str, float]]
+    # Recorded only when set (older manifests and scenarios without them: absent).
+    missing_codes: NotRequired[list[str]]
+    exclude_missing: NotRequired[list[str]]
+    weights: NotRequired[str | None]
 
 
 class ResolvedContradiction(TypedDict):
@@ -179,15 +196,20 @@ class ResolvedContradiction(TypedDict):
 
 
 class ResolvedCoherenceRule(TypedDict):
-    """A belief question, an action question and the answer pairs that contradict."""
+    """A belief question, an action question and the answer pairs that contradict; or, for a
+    rule over several answers, its `name` and `when` expression (contracts/answer_rules.py)
+    and none of the three."""
 
-    belief: str
-    action: str
-    contradicts: list[ResolvedContradiction]
+    belief: NotRequired[str]
+    action: NotRequired[str]
+    contradicts: NotRequired[list[ResolvedContradiction]]
+    name: NotRequired[str]
+    when: NotRequired[str]
 
 
 # `in` is a keyword, so this record is spelled in the functional form.
-ResolvedIndicator = TypedDict("ResolvedIndicator", {"question": str, "in": list[str]})
+ResolvedIndicator = TypedDict("ResolvedIndicator", {"question": str, "in": list[str],
+                                                     "versus": NotRequired[list[str]]})
 
 
 class ResolvedRegression(TypedDict):
@@ -196,6 +218,7 @@ class ResolvedRegression(TypedDict):
     name: str
     family: str
     formula: str
+    fit: NotRequired[dict[str, Any]]  # {se, maxiter, method}; absent: cluster, defaults
 
 
 class ResolvedAnalysis(TypedDict):

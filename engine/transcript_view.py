@@ -213,9 +213,10 @@ def render_transcript(run_dir: Path, participant_id: str, console: Console,
                 console.print(Panel(_text(memory), title=_text(
                     f"round {line['round']} · memory the model reads"), title_align="left",
                     border_style="blue"))
-            console.print(Panel(_text(line["parts"]["stimulus"]),
-                                title=_text(f"round {line['round']} · stimulus"),
-                                title_align="left", border_style="cyan"))
+            if line["parts"]["stimulus"]:  # a one-shot survey has none
+                console.print(Panel(_text(line["parts"]["stimulus"]),
+                                    title=_text(f"round {line['round']} · stimulus"),
+                                    title_align="left", border_style="cyan"))
         elif line["role"] == "user":
             pending_question = line
         elif line["role"] == "assistant":

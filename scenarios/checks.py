@@ -7,10 +7,23 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.formula import FormulaError, check_formula
-from scenarios.errors import InputError, Problem, printable, shown
-from scenarios.human_data import HumanData, read_human_data
+import numpy as np
+
+from scenarios.errors import InputError, Problem, shown
+from scenarios.human_data import HumanData, read_human_data, with_missing_codes
+from scenarios.missing_values import (
+    column_codes,
+    demographic_values,
+    excluded_rows,
+    population_problems,
+    subgroup_warnings,
+)
 from scenarios.questions import Question
+from scenarios.reference_checks import (
+    analysis_problems,
+    coherence_problems,
+    dependent_data_problems,
+)
 from scenarios.schema import BUILTIN_MODELS, BUILTIN_PACKAGES, BUILTIN_PREFIX, Scenario
 from scenarios.templates import problems as template_problems
 from scenarios.templates import variables as template_reads
@@ -69,7 +82,8 @@ def check_scenario(
     if s.population.source == "twins" and s.population.data:
         data = loaded.resolve(s.population.data)
         try:
-            human = read_human_data(data, text_columns(s))
+            human = with_missing_codes(read_human_data(data, text_columns(s)), column_codes(s),
+                                       text_columns(s))
         except InputError as exc:
             # A problem inside the file names its line there; one about the file itself (missing,
             # a directory) is reported at the scenario's `data:` line.
@@ -77,6 +91,7 @@ def check_scenario(
                          for p in exc.problems]
         else:
             problems += list(_data_columns(s, human, at))
+            problems += list(dependent_data_problems(s, human, at))
     from scenarios.study_checks import study_problems  # it reads checks' helpers: imported here
 
     problems += list(study_problems(loaded, human, at))
@@ -162,49 +177,13 @@ def _ids(s: Scenario, at: Any) -> Iterator[Problem]:
 
 
 def _references(s: Scenario, at: Any) -> Iterator[Problem]:
-    kinds = {q.id: st.kind for st in s.stages for q in st.questions}
-    options = {q.id: set(q.option_ids) for q in s.questions}
-    for ci, rule in enumerate(s.coherence):
-        for role in ("belief", "action"):
-            qid = getattr(rule, role)
-            if qid not in kinds:
-                yield at(("coherence", ci, role), f"unknown question '{qid}'; known: "
-                         + ", ".join(kinds))
-            elif kinds[qid] != role:
-                yield at(("coherence", ci, role), f"'{qid}' is asked in a {kinds[qid]} stage, "
-                         f"expected a question of a {role} stage")
-        for pi, pair in enumerate(rule.contradicts):
-            for role in ("belief", "action"):
-                qid, answer = getattr(rule, role), getattr(pair, role)
-                if qid in options and answer not in options[qid]:
-                    yield at(("coherence", ci, "contradicts", pi, role),
-                             f"'{answer}' is not an answer of '{qid}'; expected one of "
-                             + ", ".join(sorted(options[qid])))
-    yield from _analysis_references(s, at, options)
+    """Coherence rules and the analysis section name questions and answers that exist."""
+    yield from coherence_problems(s, at)
+    yield from _analysis_references(s, at)
 
 
-def _analysis_references(s: Scenario, at: Any, options: dict[str, set[str]]) -> Iterator[Problem]:
-    people = set(_demographic_names(s))
-    for gi, group in enumerate(s.analysis.subgroups):
-        if group not in people | set(s.conditions):
-            yield at(("analysis", "subgroups", gi), f"unknown subgroup column '{group}'; expected "
-                     "a demographic or condition: " + ", ".join(sorted(people | set(s.conditions))))
-    for name, ind in s.analysis.indicators.items():
-        if ind.question not in options:
-            yield at(("analysis", "indicators", name, "question"),
-                     f"unknown question '{ind.question}'")
-            continue
-        for value in ind.in_:
-            if value not in options[ind.question]:
-                yield at(("analysis", "indicators", name, "in"),
-                         f"'{value}' is not an answer of '{ind.question}'")
-    known = set(options) | set(s.analysis.indicators) | set(s.conditions) | people | {"round"}
-    for ri, reg in enumerate(s.analysis.regressions):
-        # contracts.formula owns the grammar: scoring checks the manifest's copy the same way
-        try:
-            check_formula(reg.formula, known)
-        except FormulaError as exc:
-            yield at(("analysis", "regressions", ri, "formula"), printable(str(exc)))
+def _analysis_references(s: Scenario, at: Any) -> Iterator[Problem]:
+    yield from analysis_problems(s, at, set(_demographic_names(s)))
 
 
 def _templates(s: Scenario, at: Any) -> Iterator[Problem]:
@@ -255,7 +234,7 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
     columns = set(human.table.columns)
     file = str(human.path)
     pop = s.population
-    needed = [c for c in [pop.id_column, *pop.demographics.values(), *text_columns(s)] if c]
+    needed = [c for c in [pop.id_column, *pop.columns.values(), *text_columns(s)] if c]
     if needed and not columns & set(needed):
         # Not this scenario's data (another CSV, or any file at all: the path may point anywhere):
         # its header is not quoted back, since it may be a line of a file that is no CSV.
@@ -282,12 +261,16 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
             yield Problem(file, human.file_line(int(position)), pop.id_column,
                           f"duplicate participant id '{shown(ids.iloc[position])}'")
     shown_people = set(demographics_in_persona(s))
-    for name, column in pop.demographics.items():
+    kept = ~excluded_rows(s, human.table)
+    for name, column in pop.columns.items():
+        spec = pop.spec(name) or {}
         if column not in columns:
             yield missing(("population", "demographics", name), column, f"demographic {name}")
-        elif name in shown_people:
+        elif name in shown_people and not spec.get("missing"):
             yield from _empty_cells(human, column, f"demographic '{name}', which the persona or "
-                                    "instructions show")
+                                    "instructions show (or give it a `missing` text, or exclude "
+                                    "such rows: population.exclude_missing)",
+                                    _missing_derived(s, human, name) & kept)
     for name, factor in s.conditions.items():
         if factor.column is None:
             yield at(("conditions", name), "twins keep their recorded condition: give 'column'")
@@ -306,12 +289,36 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
                     yield missing(loc, column, f"answers to {q.id} in round {r.id}")
                 else:
                     yield from _answers(human, column, q)
+    yield from population_problems(s, human, at)
 
 
-def _empty_cells(human: HumanData, column: str, expected: str) -> Iterator[Problem]:
+def scenario_warnings(loaded: LoadedScenario, locator: YamlLocator) -> list[Problem]:
+    """What `validate` warns about without failing: subgroup columns with many or small levels."""
+    from scenarios.loader import field_name
+
+    def at(loc: tuple[Any, ...], message: str) -> Problem:
+        return Problem(str(loaded.path), locator.line(loc), field_name(loc), message)
+
+    return list(subgroup_warnings(loaded.scenario, loaded.human, at))
+
+
+def _missing_derived(s: Scenario, human: HumanData, name: str) -> np.ndarray:
+    """Rows where a demographic's derived value is missing (an empty or coded cell, a value
+    below the first bin); an unreadable cell is reported apart, as a problem of its own."""
+    try:
+        return np.array([v is None for v in demographic_values(s, human.table, name)], dtype=bool)
+    except ValueError:
+        return human.table[s.population.columns[name]].isna().to_numpy()
+
+
+def _empty_cells(human: HumanData, column: str, expected: str,
+                 empty_rows: np.ndarray | None = None) -> Iterator[Problem]:
     """Each empty cell of a column that every row needs (a twin's id, condition, shown demographic):
-    read as NaN, it would become the text 'nan' or 'None' in a prompt."""
-    empty = human.table[column].isna().to_numpy().nonzero()[0]
+    read as NaN, it would become the text 'nan' or 'None' in a prompt. `empty_rows`: which rows
+    count as empty (default: the column's empty cells)."""
+    if empty_rows is None:
+        empty_rows = human.table[column].isna().to_numpy()
+    empty = empty_rows.nonzero()[0]
     for count, position in enumerate(empty):
         if count == MAX_VALUE_PROBLEMS:
             yield Problem(str(human.path), None, column,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +28,8 @@ class HumanData:
     table: pd.DataFrame
     note: str
     header_line: int
+    # Cells of each column that held a missing-value code (made empty by `with_missing_codes`).
+    coded: dict[str, int] = field(default_factory=dict)
 
     def file_line(self, row_position: int) -> int:
         """The 1-based line of the file holding the row at this position."""
@@ -78,6 +80,35 @@ def read_human_data(path: Path, text_columns: Collection[str] = ()) -> HumanData
             from None
     _refuse_long_cells(table, where, header_line=len(note_lines) + 1)
     return HumanData(path, table, "\n".join(note_lines), header_line=len(note_lines) + 1)
+
+
+def with_missing_codes(human: HumanData, codes: Mapping[str, Sequence[str]],
+                       text_columns: Collection[str] = ()) -> HumanData:
+    """The data with each column's missing-value codes (population.missing_codes, a question's
+    own) made empty cells, as if the cell were blank; a code matches equal text or an equal
+    number ("-99" matches -99.0). A column other than `text_columns` whose remaining values
+    are all numbers becomes numeric again, as pandas would have read it without the codes."""
+    from contracts.demographics import is_blank, same_value
+
+    table, coded = human.table, {}
+    for column, column_codes in codes.items():
+        if not column_codes or column not in table.columns:
+            continue
+        values = table[column]
+        hit = values.map(lambda v, cc=column_codes: not is_blank(v) and any(same_value(v, c) for c in cc))
+        hit = hit.astype(bool)
+        if not hit.any():
+            continue
+        if table is human.table:
+            table = table.copy()
+        kept = values.where(~hit)
+        if column not in text_columns and not pd.api.types.is_numeric_dtype(kept):
+            numbers = pd.to_numeric(kept, errors="coerce")
+            if numbers.notna().sum() == kept.notna().sum():
+                kept = numbers
+        table[column] = kept
+        coded[column] = int(hit.sum())
+    return replace(human, table=table, coded=coded) if coded else human
 
 
 def _refuse_long_cells(table: pd.DataFrame, where: str, header_line: int) -> None:

@@ -10,10 +10,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    ConfigDict,
+    BeforeValidator,
     Field,
     SerializeAsAny,
+    model_serializer,
     model_validator,
+)
+
+# The coherence and analysis sections (their own module, re-exported here).
+from scenarios.analysis_schema import (  # noqa: F401
+    Analysis,
+    CoherenceRule,
+    Contradiction,
+    Indicator,
+    Regression,
+    RegressionFit,
 )
 
 # Questions are classes, one file per type (scenarios/questions/); re-exported for readers here.
@@ -66,15 +77,77 @@ class Factor(Strict):
     column: str | None = None
 
 
+def _code_text(value: Any) -> Any:
+    """A missing-value code or label key written as a YAML number is its text (-99 -> "-99")."""
+    if isinstance(value, bool):
+        raise ValueError(f"got the boolean {value}; quote it (\"{str(value).lower()}\") if it is "
+                         "a code or value")
+    return str(value) if isinstance(value, int | float) else value
+
+
+CodeText = Annotated[str, BeforeValidator(_code_text)]
+
+
+class Demographic(Strict):
+    """A demographic's long form: its column and how its value is derived from the raw cell
+    (contracts/demographics.py `derive`): value labels, bins, a format, the text when missing."""
+
+    column: str = Field(min_length=1)
+    labels: dict[CodeText, str] | list[str] | None = None
+    bins: list[float] | None = Field(default=None, min_length=1)
+    format: Literal["integer", "text"] | None = None
+    missing: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if isinstance(data, str):  # the short form: the column, read as it is
+            return {"column": data}
+        if not isinstance(data, dict):
+            raise ValueError("expected a data column's name or a long form {column: ..., "
+                             "labels: ..., bins: ..., format: ..., missing: ...}")
+        return data
+
+    @property
+    def is_short(self) -> bool:
+        """Only a column: the value is the cell as read (today's short form)."""
+        return self.labels is None and self.bins is None and self.format is None \
+            and self.missing is None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: Any) -> Any:
+        # A short form stays the column's name in the resolved record (manifests as before).
+        return self.column if self.is_short else handler(self)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Demographic:
+        if self.bins is not None:
+            if any(b >= c for b, c in zip(self.bins, self.bins[1:], strict=False)):
+                raise ValueError("bins must be ascending edges (bin i is [edge i, edge i+1))")
+            if self.format is not None:
+                raise ValueError("bins give a label per bin; 'format' does not apply to them")
+            if self.labels is not None and (not isinstance(self.labels, list)
+                                            or len(self.labels) != len(self.bins)):
+                raise ValueError(f"with bins, labels is a list of one label per bin "
+                                 f"({len(self.bins)}: the last bin is [last edge, inf))")
+        elif isinstance(self.labels, list):
+            raise ValueError("labels without bins map each raw value to its text "
+                             "({raw: text}); a list of labels needs bins")
+        return self
+
+
 class Population(Strict):
     """Who is simulated: twins of the data file's rows, or N draws from declared marginals."""
 
     source: Literal["twins", "marginals"] = "twins"
     data: str | None = None
     id_column: str | None = None
-    demographics: dict[Identifier, str] = Field(default_factory=dict)
+    demographics: dict[Identifier, Demographic] = Field(default_factory=dict)
     marginals: dict[Identifier, dict[str, float]] = Field(default_factory=dict)
     size: int | None = Field(default=None, ge=1)
+    missing_codes: list[CodeText] = Field(default_factory=list)
+    exclude_missing: list[str] = Field(default_factory=list)
+    weights: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _source_needs(self) -> Population:
@@ -88,45 +161,25 @@ class Population(Strict):
                 raise ValueError(f"marginal '{name}' must have non-negative shares summing to 1")
         return self
 
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> Any:
+        # Fields added later are left out of the resolved record while unset, so the manifests
+        # of scenarios that do not use them stay byte-identical.
+        data = handler(self)
+        for name in ("missing_codes", "exclude_missing", "weights"):
+            if isinstance(data, dict) and not data.get(name):
+                data.pop(name, None)
+        return data
 
-class Contradiction(Strict):
-    """One (belief answer, action answer) pair that contradicts."""
+    @property
+    def columns(self) -> dict[str, str]:
+        """Each demographic's data column (name -> column)."""
+        return {name: d.column for name, d in self.demographics.items()}
 
-    belief: Identifier
-    action: Identifier
-
-
-class CoherenceRule(Strict):
-    """Which answers to a belief question contradict which answers to an action question."""
-
-    belief: Identifier
-    action: Identifier
-    contradicts: list[Contradiction] = Field(min_length=1)
-
-
-class Indicator(Strict):
-    """A 0/1 analysis variable: 1 when a question's answer is one of `in`."""
-
-    question: Identifier
-    in_: list[Identifier] = Field(alias="in", min_length=1)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Regression(Strict):
-    """A regression of the original study, re-estimated on human and simulated data."""
-
-    name: Identifier
-    family: Literal["logit", "mnlogit", "ols"]
-    formula: str = Field(min_length=3)
-
-
-class Analysis(Strict):
-    """What the analysis room scores: subgroup columns, derived indicators, regressions."""
-
-    subgroups: list[Identifier] = Field(default_factory=list)
-    indicators: dict[Identifier, Indicator] = Field(default_factory=dict)
-    regressions: list[Regression] = Field(default_factory=list)
+    def spec(self, name: str) -> dict[str, Any] | None:
+        """A long-form demographic as `contracts.demographics.derive` reads it (None: short)."""
+        d = self.demographics.get(name)
+        return None if d is None or d.is_short else d.model_dump()
 
 
 class PolicyEntry(Strict):
@@ -264,9 +317,10 @@ class Scenario(Strict):
     persona: str = Field(min_length=1)
     persona_without_demographics: str | None = Field(default=None, min_length=1)
     instructions: str = ""
-    stimulus: str = Field(min_length=1)
+    # A one-shot survey leaves both out: no stimulus text, one round.
+    stimulus: str = ""
     prompt_layout: PromptLayout = PERSONA_FIRST
-    rounds: list[Round] = Field(min_length=1)
+    rounds: list[Round] = Field(default_factory=lambda: [Round(id=1)], min_length=1)
     stages: list[Stage] = Field(min_length=1)
     coherence: list[CoherenceRule] = Field(default_factory=list)
     analysis: Analysis = Field(default_factory=Analysis)
