@@ -46,6 +46,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console.print(f"OK {args.scenario}: {s.name}: {len(s.conditions)} factors, "
                   f"{len(s.rounds)} rounds, {len(s.stages)} stages, {len(s.questions)} questions"
                   f"{rows}", markup=False, highlight=False, soft_wrap=True)
+    from scenarios.missing_values import missing_report
+
+    for line in missing_report(loaded):
+        say(line)
+    for warning in loaded.warnings:  # does not fail: exit code 0
+        say(f"warning: {warning}", errors)
     return 0
 
 
@@ -264,12 +270,41 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    """Write a commented scenario scaffolded from a data file; print its path and what to fill."""
+    from scenarios.scaffold import write_scaffold
+
+    out = args.out or Path("scenarios") / f"{args.name}.yaml"
+    written = write_scaffold(args.name, args.from_csv, out)
+    plan = written.proposal
+    errors.print(f"{len(plan.columns)} columns: {len(plan.demographics)} demographics, "
+                 f"{len(plan.conditions)} conditions, {len(plan.questions)} questions, "
+                 f"{len(plan.unused)} not used; {written.places} places to FILL IN",
+                 markup=False, highlight=False)
+    say(str(out))
+    suggest([f"python run.py validate {shlex.quote(str(out))}  (names every FILL IN left)",
+             f"python run.py preview {shlex.quote(str(out))}"])
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Print the exact messages, options and labels of one participant-round (no model)."""
+    from engine.preview import preview_scenario
+    from engine.preview_view import print_preview
+
+    preview, tokens = preview_scenario(args.scenario, participant=args.participant,
+                                       round_id=args.round, policy=args.policy, model=args.model,
+                                       participants=args.participants, seed=args.seed)
+    print_preview(preview, console, tokens)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar (engine/cli_grammar.py) with this module's handlers."""
     return build_parser(__doc__, {
         "run": cmd_run, "finetune": cmd_finetune, "study": cmd_study, "validate": cmd_validate,
         "show": cmd_show, "score": cmd_score, "report": cmd_report, "export": cmd_export,
-        "infer": cmd_infer})
+        "infer": cmd_infer, "new": cmd_new, "preview": cmd_preview})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -209,6 +209,37 @@ def add_reading_parsers(sub: argparse._SubParsersAction, handlers: Mapping[str, 
     export.set_defaults(handler=handlers["export"])
 
 
+def add_authoring_parsers(sub: argparse._SubParsersAction,
+                          handlers: Mapping[str, Handler]) -> None:
+    """`new` (a scenario scaffolded from a CSV) and `preview` (a participant's prompts, no model)."""
+    new = sub.add_parser("new", help="write a commented scenario from a data file, with FILL IN "
+                                     "places for what only you know")
+    new.add_argument("name", help="the scenario's name (letters, digits and _)")
+    new.add_argument("--from-csv", type=Path, required=True, metavar="FILE",
+                     help="the data file: one row per respondent, a header line")
+    new.add_argument("--out", type=Path, default=None,
+                     help="file to write (default scenarios/NAME.yaml); never overwritten")
+    new.set_defaults(handler=handlers["new"])
+    preview = sub.add_parser("preview", help="print the exact messages, options and labels a "
+                                             "participant is sent, without a model")
+    preview.add_argument("scenario", type=Path)
+    preview.add_argument("--participant", default=None,
+                         help="participant id (default: the first of the population)")
+    preview.add_argument("--round", type=positive_number, default=None,
+                         help="round id (default: the first round)")
+    preview.add_argument("--policy", default=None,
+                         help="a policy as `run --policies` names one (default: base)")
+    preview.add_argument("--model", nargs="?", const="", default=None,
+                         help="also count each prompt's tokens with this model's tokenizer "
+                              "(no weights load); --model alone: the scenario's model")
+    preview.add_argument("--participants", type=positive_number, default=None,
+                         help="the population of `run --participants N` (a marginal "
+                              "population's draws depend on N)")
+    preview.add_argument("--seed", type=seed_number, default=None,
+                         help="overrides the scenario's seed, as `run --seed` does")
+    preview.set_defaults(handler=handlers["preview"])
+
+
 def build_parser(description: str | None, handlers: Mapping[str, Handler]
                  ) -> argparse.ArgumentParser:
     """The whole grammar; `handlers` maps each command name to its function in run.py."""
@@ -219,4 +250,6 @@ def build_parser(description: str | None, handlers: Mapping[str, Handler]
     add_study_parser(sub, handlers["study"])
     add_reading_parsers(sub, handlers)
     add_infer_parser(sub, handlers["infer"])
+    if "new" in handlers:
+        add_authoring_parsers(sub, handlers)
     return top
