@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -13,11 +13,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ValidationError, create_model
 
-from scenarios.checks import check_scenario
+from scenarios.authoring import (
+    Place,
+    boolean_hint,
+    boolean_source,
+    did_you_mean,
+    literal_suggestion,
+    tripped_by_place,
+    unfilled_places,
+)
+from scenarios.checks import check_scenario, scenario_warnings
 from scenarios.errors import InputError, Problem
 from scenarios.human_data import HumanData, utf8_text
 from scenarios.questions import QUESTION_TYPES, Question
 from scenarios.schema import Scenario
+from scenarios.template_whitespace import tag_line_warnings
 
 FILE_LIMIT = 1 << 20  # bytes of a scenario file (the flagship is 6 KB)
 STRING_LIMIT = 64 * 1024  # characters of any one value (templates render at most this much too)
@@ -33,6 +43,8 @@ class LoadedScenario:
     path: Path
     sha256: str
     human: HumanData | None
+    # What `validate` warns about without failing (scenarios.checks.scenario_warnings).
+    warnings: tuple[Problem, ...] = ()
 
     def resolve(self, relative: str) -> Path:
         """A path written in the scenario, resolved against the scenario file's folder."""
@@ -102,7 +114,9 @@ def load_scenario(path: str | Path, *, backends: BackendRules | None = None) -> 
     loader = LimitedLoader(text)
     try:  # composed once, checked, then constructed from the same nodes
         root = loader.get_single_node()
-        problems = _node_problems(path, root)
+        places = unfilled_places(root)  # first: before any check a placeholder would trip
+        problems = [p.problem(str(path), field_name(p.loc)) for p in places]
+        problems += _node_problems(path, root)
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -119,16 +133,25 @@ def load_scenario(path: str | Path, *, backends: BackendRules | None = None) -> 
     try:
         scenario = _schema(data, backends).model_validate(data)
     except ValidationError as exc:
-        problems += [_pydantic_problem(path, locator, err) for err in exc.errors()]
+        problems += [_pydantic_problem(path, locator, err) for err in exc.errors()
+                     if not _under_place(tuple(err["loc"]), places)]
         raise InputError(problems) from None
-    if problems:
+    if len(problems) > len(places):  # only unfilled places: the other checks still run
         raise InputError(problems)
     loaded = LoadedScenario(scenario, path, hashlib.sha256(raw).hexdigest(), None)
     options = backends.option_problems if backends is not None else None
-    human, problems = check_scenario(loaded, locator, options)
+    human, checked_problems = check_scenario(loaded, locator, options)
+    problems += [p for p in checked_problems if not tripped_by_place(p, str(path), places)]
     if problems:
         raise InputError(problems)
-    return LoadedScenario(scenario, path, loaded.sha256, human)
+    checked = LoadedScenario(scenario, path, loaded.sha256, human)
+    warnings = scenario_warnings(checked, locator) + tag_line_warnings(scenario, path, locator)
+    return replace(checked, warnings=tuple(warnings))
+
+
+def _under_place(loc: tuple[Any, ...], places: list[Place]) -> bool:
+    """Whether a pydantic error is about an unfilled place's value (or inside it)."""
+    return any(loc[: len(p.loc)] == p.loc for p in places if p.loc)
 
 
 def _schema(data: dict[str, Any], backends: BackendRules | None) -> type[Scenario]:
@@ -244,16 +267,23 @@ def _pydantic_problem(path: Path, locator: YamlLocator, err: Any) -> Problem:
     _, depth = locator.node(loc)
     kind = err["type"]
     shown = loc if kind in ("missing", "extra_forbidden") else loc[: max(depth, 1)]
+    line = locator.line(loc)
     if kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":
         allowed = _allowed_fields(loc[:-1], locator)
-        message = "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        message = "unknown field" + (f"; {did_you_mean(str(loc[-1]), allowed)}expected one of: "
+                                     f"{', '.join(allowed)}" if allowed else "")
     else:
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and not isinstance(err["input"], dict | list):
-            message += f" (got {err['input']!r})"
-    return Problem(str(path), locator.line(loc), field_name(shown), message)
+            message += f" (got {err['input']!r})" + literal_suggestion(err)
+        if isinstance(err.get("input"), bool):  # an unquoted yes/no/on/off/true/false
+            node, _ = locator.node(loc[:depth])
+            word = boolean_source(node, loc[depth:], err["input"])
+            if word is not None:
+                message, line = boolean_hint(message, word.value), word.start_mark.line + 1
+    return Problem(str(path), line, field_name(shown), message)
 
 
 def _allowed_fields(loc: tuple[Any, ...], locator: YamlLocator | None = None) -> list[str]:
