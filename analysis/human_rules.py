@@ -68,10 +68,28 @@ def prepared_human(table: pd.DataFrame, columns: dict[str, tuple[str, ...]],
     return table[~drop]
 
 
+def analysis_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A long-form demographic without its `missing` text: what subgroups and regressions read."""
+    return {key: value for key, value in spec.items() if key != "missing"}
+
+
+def prompt_only_missing(attributes: pd.DataFrame, specs: dict[str, Any]) -> pd.DataFrame:
+    """A run's recorded demographics with each long form's `missing` text back to missing: the
+    twins were shown it, but it is no value of the demographic (no subgroup, no regression level)."""
+    for name, spec in specs.items():
+        text = (spec or {}).get("missing")
+        if text is not None and name in attributes.columns:
+            attributes[name] = attributes[name].where(attributes[name] != text, None)
+    return attributes
+
+
 def derived_column(values: pd.Series, spec: dict[str, Any] | None) -> pd.Series:
-    """A demographic's values as the twins carry them (derive); a short form is left as read."""
+    """A demographic's values as analysis sees them: as the twins carry them (derive), except
+    that a missing value stays missing (the long form's `missing` text is for prompts only); a
+    short form is left as read."""
     if spec is None:
         return values
+    spec = analysis_spec(spec)
     try:
         return pd.Series([derive(None if pd.isna(v) else v, spec) for v in values],
                          index=values.index, dtype=object)

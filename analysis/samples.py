@@ -14,7 +14,12 @@ import pandas as pd
 
 from analysis.errors import AnalysisInputError
 from analysis.experiment import Experiment, Question
-from analysis.human_rules import derived_column, prepared_human, survey_weights
+from analysis.human_rules import (
+    derived_column,
+    prepared_human,
+    prompt_only_missing,
+    survey_weights,
+)
 from contracts.option_ids import option_index
 from contracts.run_format import ROW_ID_PREFIX
 
@@ -91,6 +96,7 @@ def sample_from_responses(frame: pd.DataFrame, experiment: Experiment, name: str
             frame.loc[mask, "answer"], question, f"{where}: column 'answer'")
     present = [c for c in experiment.attributes if c in frame.columns]
     attributes = frame[present].groupby(codes, sort=True).first().reset_index(drop=True)
+    attributes = prompt_only_missing(attributes, experiment.human.specs)
     return Sample(name, np.asarray(ids, dtype=object), attributes, answers)
 
 
