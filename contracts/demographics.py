@@ -2,7 +2,8 @@
 
 The engine (personas, the run's rows) reads the data with pandas' type inference (an age is
 36.0); analysis reads every cell as text ("36.0"). Both derive through `derive`, so a twin's
-demographic and its human row's are the same value. Pure: no project imports, no pandas.
+demographic and its human row's are the same value. Pure: only contracts.option_ids' number
+rule (the one option ids use), no pandas.
 
 A demographic is either a short form (the column as read, `spec` None) or a long form, a dict
 with `column` and optional `labels`, `bins`, `format` (integer | text) and `missing`.
@@ -14,6 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
+
+from contracts.option_ids import as_number
 
 INTEGER, TEXT = "integer", "text"
 
@@ -31,13 +34,7 @@ def is_blank(raw: Any) -> bool:
 
 def number(raw: Any) -> float | None:
     """A cell as a finite number (36, 36.0, "36.0" -> 36.0); None when it is not one."""
-    if isinstance(raw, bool) or is_blank(raw):
-        return None
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    return None if is_blank(raw) else as_number(raw)
 
 
 def same_value(a: Any, b: Any) -> bool:

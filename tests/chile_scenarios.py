@@ -10,8 +10,7 @@ import pandas as pd
 
 from tests.conftest import ROOT
 
-VENDORED = ROOT / "scenarios" / "data" / "chile_plebiscite_1988.csv"
-SHARED = ROOT.parent / "shared" / "data" / "chile_plebiscite_1988.csv"
+CHILE_CSV = ROOT / "scenarios" / "data" / "chile_plebiscite_1988.csv"
 
 POPULATION = """\
 population:
@@ -47,14 +46,9 @@ stages:
 """
 
 
-def chile_csv() -> Path:
-    """The real Chile survey CSV: the copy vendored under scenarios/data, else the shared one."""
-    return VENDORED if VENDORED.is_file() else SHARED
-
-
 def chile_table() -> pd.DataFrame:
     """The Chile data as pandas reads it (age 36.0, income 35000.0, empty cells NaN)."""
-    return pd.read_csv(chile_csv())
+    return pd.read_csv(CHILE_CSV)
 
 
 def write_chile(folder: Path, *, extra: str = "  exclude_missing: [age]\n", question_extra: str = "",
@@ -65,7 +59,7 @@ def write_chile(folder: Path, *, extra: str = "  exclude_missing: [age]\n", ques
     before the population; `table`: data to write instead of the real file's bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     if table is None:
-        shutil.copyfile(chile_csv(), folder / "chile.csv")
+        shutil.copyfile(CHILE_CSV, folder / "chile.csv")
     else:
         table.to_csv(folder / "chile.csv", index=False)
     text = ("name: chile_test\ntitle: Chile 1988 (test)\n" + head

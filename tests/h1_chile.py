@@ -11,17 +11,10 @@ import pandas as pd
 from analysis.experiment import Experiment, experiment_from_resolved
 from analysis.samples import Sample, option_indices
 from scenarios.loader import load_scenario
+from tests.chile_scenarios import CHILE_CSV, chile_table  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILE = ROOT / "scenarios" / "chile_plebiscite.yaml"
-_VENDORED = ROOT / "scenarios" / "data" / "chile_plebiscite_1988.csv"
-CHILE_CSV = _VENDORED if _VENDORED.is_file() else ROOT.parent / "shared" / "data" \
-    / "chile_plebiscite_1988.csv"
-
-
-def chile_table() -> pd.DataFrame:
-    """The survey's rows as pandas reads them (statusquo_bin becomes floats: "-2.0")."""
-    return pd.read_csv(CHILE_CSV, comment="#")
 
 
 def chile_resolved() -> dict:

@@ -3,6 +3,10 @@ a column per policy beside the human noise ceiling, and a value or a reason in r
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.conftest import run_cli
+
 # The four measures: the section titles `score` prints (analysis/render.py) and their tables.
 SECTIONS = ("Heterogeneity", "Distributional alignment", "Belief-action coherence",
             "Regression recovery")
@@ -44,3 +48,11 @@ def assert_scored_with_ceilings(printed: str, report: dict, policies: list[str])
     for table in ("divergence", "coherence"):
         ceilings = [r["ceiling"] for r in report["tables"][table] if r["ceiling"]]
         assert any(c["value"] is not None for c in ceilings), table
+
+
+def ci_study(folder: Path, scenario: Path) -> Path:
+    """The scenario's `ci` grid run end to end as `study` into `folder`/study (its run dir)."""
+    out = folder / "study"
+    result = run_cli("study", str(scenario), "--grid", "ci", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out

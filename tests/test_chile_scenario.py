@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.scenario_scores import assert_scored_with_ceilings
+from tests.scenario_scores import assert_scored_with_ceilings, ci_study
 
 CHILE = ROOT / "scenarios" / "chile_plebiscite.yaml"
 DATA = ROOT / "scenarios" / "data" / "chile_plebiscite_1988.csv"
@@ -79,10 +79,7 @@ def test_a_twin_missing_education_is_told_not_stated_and_the_row_missing_age_is_
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """The scenario's `ci` grid (builtin:tiny, 20 holdout twins, one 4-twin pilot), end to end."""
-    out = tmp_path_factory.mktemp("chile") / "study"
-    result = run_cli("study", str(CHILE), "--grid", "ci", "--out", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    return ci_study(tmp_path_factory.mktemp("chile"), CHILE)
 
 
 def test_a_study_on_builtin_tiny_scores_all_four_measures_per_policy_with_ceilings(study):

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, run_cli
-from tests.scenario_scores import assert_scored_with_ceilings
+from tests.scenario_scores import assert_scored_with_ceilings, ci_study
 
 GSS = ROOT / "scenarios" / "gss_happiness.yaml"
 DATA = ROOT / "scenarios" / "data" / "gss_happiness_2006.csv"
@@ -72,10 +72,7 @@ def test_the_edited_scenario_validates_and_reports_its_missing_values():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """The scenario's `ci` grid (builtin:tiny, 20 holdout twins, one 4-twin pilot), end to end."""
-    out = tmp_path_factory.mktemp("gss") / "study"
-    result = run_cli("study", str(GSS), "--grid", "ci", "--out", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    return ci_study(tmp_path_factory.mktemp("gss"), GSS)
 
 
 def test_a_study_on_builtin_tiny_scores_all_four_measures_per_policy_with_ceilings(study):
