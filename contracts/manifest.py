@@ -208,6 +208,17 @@ class StartingManifest(TypedDict):
     status: NotRequired[Status]
 
 
+class NetworkRecord(TypedDict):
+    """A networked run's graph: its file in the run directory and what it holds."""
+
+    file: str
+    generator: str
+    nodes: int
+    edges: int
+    sha256: str  # of the GraphML file
+    networkx: str  # the generators' version: another version may draw another graph
+
+
 class Manifest(TypedDict):
     """Everything needed to reproduce and interpret a run (no secrets)."""
 
@@ -225,6 +236,7 @@ class Manifest(TypedDict):
     packages: dict[str, str]
     twins: NotRequired[TwinsRecord]
     twin_rows: NotRequired[TwinRows]
+    network: NotRequired[NetworkRecord]
     backend: BackendRecord
     request: RequestRecord
     fingerprint: Fingerprint

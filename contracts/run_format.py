@@ -19,6 +19,7 @@ REPORT = "report.json"
 HTML_REPORT = "report.html"  # `run.py report`: the report and transcripts in one page
 INFERENCE = "inference.json"  # `run.py infer`'s section, carried into REPORT by `score`
 PARTS = "parts"  # one parquet file per finished step, joined into RESPONSES at the end
+NETWORK = "network.graphml"  # a networked scenario's graph over the participants (GraphML)
 TRAINING_RECORD = "training.json"  # an adapter directory's record of its training
 
 # Manifest status while the run has recorded what it was asked but answered nothing yet.

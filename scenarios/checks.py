@@ -18,6 +18,7 @@ from scenarios.missing_values import (
     population_problems,
     subgroup_warnings,
 )
+from scenarios.network_checks import NEIGHBOURS, neighbours_sample, network_problems
 from scenarios.questions import Question
 from scenarios.reference_checks import (
     analysis_problems,
@@ -47,6 +48,8 @@ def template_variables(scenario: Scenario) -> dict[str, dict[str, Any]]:
     shared = set.intersection(*(set(r.variables) for r in scenario.rounds))
     first = scenario.rounds[0].variables
     rounds = {name: first[name] for name in shared} | {"round": 1, "n_rounds": len(scenario.rounds)}
+    if scenario.network is not None:
+        rounds[NEIGHBOURS] = neighbours_sample(scenario)
     return {
         "persona": people | conditions,
         "persona_without_demographics": dict(conditions),
@@ -95,6 +98,7 @@ def check_scenario(
     from scenarios.study_checks import study_problems  # it reads checks' helpers: imported here
 
     problems += list(study_problems(loaded, human, at))
+    problems += list(network_problems(loaded, human, at))
     return human, problems
 
 
@@ -200,8 +204,13 @@ def _templates(s: Scenario, at: Any) -> Iterator[Problem]:
         for qi, q in enumerate(stage.questions):
             fields.append((("stages", si, "questions", qi, "text"), q.text, "question"))
     for loc, source, kind in fields:
-        for message in template_problems(source, set(samples[kind]), samples[kind]):
-            yield at(loc, message)
+        found = template_problems(source, set(samples[kind]), samples[kind])
+        yield from (at(loc, message) for message in found)
+        if NEIGHBOURS in samples[kind] and not found:  # without a summary too: round 1, hidden
+            alone = samples[kind] | {NEIGHBOURS: None}
+            for message in template_problems(source, set(alone), alone):
+                yield at(loc, f"with no neighbours' answers (neighbours is None: the first "
+                         f"round, or a participant not shown them): {message}")
 
 
 def demographics_in_persona(s: Scenario) -> list[str]:
@@ -271,15 +280,7 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
                                     "instructions show (or give it a `missing` text, or exclude "
                                     "such rows: population.exclude_missing)",
                                     _missing_derived(s, human, name) & kept)
-    for name, factor in s.conditions.items():
-        if factor.column is None:
-            yield at(("conditions", name), "twins keep their recorded condition: give 'column'")
-        elif factor.column not in columns:
-            yield missing(("conditions", name, "column"), factor.column, f"condition {name}")
-        else:
-            yield from _empty_cells(human, factor.column, f"condition '{name}' (one of "
-                                    f"{', '.join(factor.levels)})")
-            yield from _values(human, factor.column, set(factor.levels))
+    yield from _condition_columns(s, human, at, missing)
     for si, stage in enumerate(s.stages):
         for qi, q in enumerate(stage.questions):
             loc = ("stages", si, "questions", qi, "human_column")
@@ -290,6 +291,25 @@ def _data_columns(s: Scenario, human: HumanData, at: Any) -> Iterator[Problem]:
                 else:
                     yield from _answers(human, column, q)
     yield from population_problems(s, human, at)
+
+
+def _condition_columns(s: Scenario, human: HumanData, at: Any,
+                       missing: Callable[[tuple[Any, ...], str, str], Problem]) -> Iterator[Problem]:
+    """Each twin condition is read from its column (or drawn: `assign: random`)."""
+    for name, factor in s.conditions.items():
+        if factor.assign == "random":
+            if factor.column is not None:
+                yield at(("conditions", name, "column"), "a factor with `assign: random` is "
+                         "drawn for each twin, not read: remove 'column' or the assign")
+        elif factor.column is None:
+            yield at(("conditions", name), "twins keep their recorded condition: give 'column' "
+                     "(or `assign: random` for a condition the human study did not have)")
+        elif factor.column not in human.table.columns:
+            yield missing(("conditions", name, "column"), factor.column, f"condition {name}")
+        else:
+            yield from _empty_cells(human, factor.column, f"condition '{name}' (one of "
+                                    f"{', '.join(factor.levels)})")
+            yield from _values(human, factor.column, set(factor.levels))
 
 
 def scenario_warnings(loaded: LoadedScenario, locator: YamlLocator) -> list[Problem]:

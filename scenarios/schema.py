@@ -26,6 +26,7 @@ from scenarios.analysis_schema import (  # noqa: F401
     Regression,
     RegressionFit,
 )
+from scenarios.network_schema import Network
 
 # Questions are classes, one file per type (scenarios/questions/); re-exported for readers here.
 from scenarios.questions import (  # noqa: F401
@@ -71,10 +72,23 @@ class Round(Strict):
 
 
 class Factor(Strict):
-    """A between-subject factor; `column` holds the recorded level in the human data."""
+    """A between-subject factor; `column` holds the recorded level in the human data.
+
+    `assign: random` gives twins a level drawn (seeded, balanced) on top of their recorded
+    conditions: a treatment the human study did not have, such as a social condition.
+    """
 
     levels: list[str] = Field(min_length=2)
     column: str | None = None
+    assign: Literal["recorded", "random"] = "recorded"
+
+    @model_serializer(mode="wrap")
+    def _without_default(self, handler: Any) -> Any:
+        # Left out while recorded, so the manifests of earlier scenarios stay byte-identical.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("assign") == "recorded":
+            del data["assign"]
+        return data
 
 
 def _code_text(value: Any) -> Any:
@@ -326,6 +340,15 @@ class Scenario(Strict):
     analysis: Analysis = Field(default_factory=Analysis)
     policies: dict[Identifier, PolicyEntry] = Field(default_factory=dict)
     study: Study | None = None
+    network: Network | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_network(self, handler: Any) -> Any:
+        # No network: no key, so the manifests of earlier scenarios stay byte-identical.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("network", 0) is None:
+            del data["network"]
+        return data
 
     @property
     def questions(self) -> list[Question]:
