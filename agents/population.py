@@ -21,6 +21,7 @@ STREAM_SAMPLING = 2
 STREAM_ANSWERS = 3
 STREAM_PILOT = 4
 STREAM_TRAINING = 5
+STREAM_NETWORK = 6
 
 
 # How a twin names its human row when the data have no id column: "row" + the row's number.
@@ -86,7 +87,20 @@ def _twins(loaded: LoadedScenario, n: int | None, seed: int,
                         for name, col in s.population.columns.items()}
         condition = {name: str(row[f.column]) for name, f in s.conditions.items() if f.column}
         specs.append(ParticipantSpec(pid, demographics, condition, data_row=int(pos) + 1))
-    return specs
+    return _randomised(s.conditions, specs, seed)
+
+
+def _randomised(factors: dict[str, Any], specs: list[ParticipantSpec],
+                seed: int) -> list[ParticipantSpec]:
+    """Twins given the levels of each `assign: random` factor, seeded and balanced, on top of
+    their recorded conditions (in the scenario's order of factors)."""
+    drawn = {k: f.levels for k, f in factors.items() if f.assign == "random"}
+    if not drawn:
+        return specs
+    cells = assign_conditions(drawn, len(specs), seed)
+    return [ParticipantSpec(spec.participant_id, spec.demographics,
+                            {k: cell.get(k, spec.condition.get(k, "")) for k in factors},
+                            spec.data_row) for spec, cell in zip(specs, cells, strict=True)]
 
 
 def twin_rows_mask(loaded: LoadedScenario) -> np.ndarray:

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
 import numpy as np
 from jinja2 import TemplateError
 
 from agents.conversation import Message
+from agents.network import build_network
 from agents.participant import Answer, Participant
 from agents.population import ParticipantSpec
 from engine.model import Asked, SurveyModel
@@ -143,14 +145,14 @@ def rehearse(loaded: LoadedScenario, specs: Sequence[ParticipantSpec], policies:
     A template that fails on a participant's own values is an input error here, before the model.
     """
     try:
-        return _rehearsal(loaded, specs, policies, seed)
+        return _rehearsal(loaded, specs, policies, seed, build_network(loaded, specs, seed))
     except TemplateError:
         # The participant named is the first (policy by policy, in creation order) whose own
         # rehearsal fails, whichever round each fails in; only this path rehearses one at a time.
         for policy in policies:
             for spec in specs:
                 try:
-                    _rehearsal(loaded, [spec], [policy], seed)
+                    _rehearsal(loaded, [spec], [policy], seed, _alone(loaded, spec))
                 except TemplateError as exc:
                     raise InputError([Problem(
                         str(loaded.path), None, f"participant {spec.participant_id}",
@@ -158,10 +160,16 @@ def rehearse(loaded: LoadedScenario, specs: Sequence[ParticipantSpec], policies:
         raise
 
 
+def _alone(loaded: LoadedScenario, spec: ParticipantSpec) -> nx.Graph | None:
+    """A graph of one participant without neighbours (None: the scenario has no network)."""
+    return None if loaded.scenario.network is None else nx.empty_graph([spec.participant_id])
+
+
 def _rehearsal(loaded: LoadedScenario, specs: Sequence[ParticipantSpec],
-               policies: Sequence[Policy], seed: int) -> list[Prompt]:
+               policies: Sequence[Policy], seed: int, network: nx.Graph | None) -> list[Prompt]:
     longest = LongestAnswers()
-    model = SurveyModel(loaded.scenario, specs, None, seed, policies, answerer=longest)
+    model = SurveyModel(loaded.scenario, specs, None, seed, policies, answerer=longest,
+                        network=network)
     while model.running:
         model.step()
     return longest.prompts()

@@ -88,7 +88,7 @@ def finetune(loaded: LoadedScenario, *, pilot: float | int, sampling: Sampling, 
         require_persona_without_demographics(loaded)
     split = split or split_pilot(loaded, pilot, sampling, seed)
     examples = pilot_examples(loaded, build_population(loaded, None, seed, split.pilot),
-                              show_demographics=not no_demographics)
+                              show_demographics=not no_demographics, seed=seed)
     # One writer per adapter directory until its training.json is written (engine/lock.py); a
     # directory this made is removed again if training fails.
     with hold_directory(out, purpose="finetune", field="--out",

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mesa
 import numpy as np
 
 from agents.participant import Answer, Participant
 from agents.population import STREAM_ANSWERS, ParticipantSpec
-from agents.stimulus import active_sources
+from agents.stimulus import SourceContext, active_sources
 from engine.backends.base import ChoiceQuery
 from engine.batcher import Batcher
 from engine.policies import BASE, Policy
 from scenarios.questions import Question
 from scenarios.schema import Scenario, Stage
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 # What a step asks: each participant taking part, with each question of the stage, in that order.
 Asked = list[tuple[Participant, Question]]
@@ -70,17 +73,19 @@ class SurveyModel(mesa.Model):
 
     Each twin takes part once per policy: one Participant per (twin, policy), policy by policy.
     `answerer` (default: drawn from `batcher`'s distributions) answers each step. The scenario's
-    stimulus sources are built once and shared: each observes every step's answers.
+    stimulus sources are built once and shared: each observes every step's answers. A scenario
+    with a `network:` block needs its graph over `specs` (agents/network.py `build_network`).
     """
 
     def __init__(self, scenario: Scenario, specs: Sequence[ParticipantSpec], batcher: Batcher | None,
                  seed: int, policies: Sequence[Policy] = (Policy(BASE),),
-                 answerer: Answerer | None = None) -> None:
+                 answerer: Answerer | None = None, network: nx.Graph | None = None) -> None:
         super().__init__(seed=seed)
         self.scenario = scenario
         self.batcher = batcher
         self.answerer = answerer or DrawnAnswers(batcher)
-        self.sources = active_sources(scenario)
+        self.network = network
+        self.sources = active_sources(scenario, SourceContext(tuple(specs), seed, network))
         for policy in policies:
             for index, spec in enumerate(specs):
                 Participant(self, spec, scenario, policy.name,

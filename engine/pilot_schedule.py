@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from agents.network import build_network
 from agents.participant import Answer, Participant
 from agents.pilot import PilotExample
 from agents.population import ParticipantSpec, twin_ids
@@ -63,12 +64,18 @@ class RecordedAnswers:
 
 
 def pilot_examples(loaded: LoadedScenario, specs: list[ParticipantSpec],
-                   show_demographics: bool = True) -> list[PilotExample]:
+                   show_demographics: bool = True, seed: int = 0) -> list[PilotExample]:
     """(conversation, human answer) for every pilot participant, round and question, from
-    SurveyModel's schedule with the humans' recorded answers (see `RecordedAnswers`)."""
+    SurveyModel's schedule with the humans' recorded answers (see `RecordedAnswers`).
+
+    With a network, the pilot's graph is built over the pilot's humans from `seed` exactly as a
+    run's is (an edge list: the humans' own edges among them), so each example carries the
+    summaries of its neighbours' recorded answers, round by round.
+    """
     replay = RecordedAnswers(loaded, specs)
     model = SurveyModel(loaded.scenario, specs, None, seed=0,
-                        policies=[Policy(PILOT, demographics=show_demographics)], answerer=replay)
+                        policies=[Policy(PILOT, demographics=show_demographics)], answerer=replay,
+                        network=build_network(loaded, specs, seed))
     while model.running:
         model.step()
     return replay.examples()

@@ -26,6 +26,7 @@ from agents.participant import Answer, Participant
 from agents.population import ParticipantSpec, build_population
 from engine.model import Asked, SurveyModel
 from engine.policies import Policy, scenario_policies
+from engine.preview_network import preview_graph, tell_neighbours
 from scenarios.errors import InputError, Problem
 from scenarios.loader import LoadedScenario
 from scenarios.schema import Question, Stage
@@ -67,6 +68,7 @@ class Preview:
     population: str = ""  # which population the participant is of (as `run` builds it)
     queries: list[PreviewQuery] = field(default_factory=list)
     remembered: list[Remembered] = field(default_factory=list)
+    neighbours: str = ""  # a networked scenario's: whose answers a summary shows (preview_network)
 
 
 class PreviewAnswers:
@@ -156,8 +158,13 @@ def build_preview(loaded: LoadedScenario, *, participant: str | None = None,
     recorded = None
     if loaded.human is not None and spec.data_row is not None:
         recorded = loaded.human.table.iloc[spec.data_row - 1]
+    graph, population = preview_graph(loaded, spec, participants, seed)
     model = SurveyModel(s, [spec], None, seed, policies,
-                        answerer=PreviewAnswers(preview, s.stages[-1].id, recorded, answers))
+                        answerer=PreviewAnswers(preview, s.stages[-1].id, recorded, answers),
+                        network=graph)
+    if graph is not None:
+        preview.neighbours = tell_neighbours(loaded, model.sources, spec, policies[0].name,
+                                             population, round_id)
     while model.running and model.schedule[model.position][0] <= round_id:
         model.step()
     return preview

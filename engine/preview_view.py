@@ -37,6 +37,8 @@ def _header(preview: Preview, tokens: tuple[str, list[int]] | None) -> Table:
     table.add_row("earlier answers", _text(memory_source(preview)))
     for r in preview.remembered:
         table.add_row("", _text(f"round {r.round_id} {r.question_id} = {r.option_id}: {r.source}"))
+    if preview.neighbours:
+        table.add_row("neighbours", _text(preview.neighbours))
     if tokens is not None:
         model, counts = tokens
         table.add_row("tokens", _text(f"{model}: {sum(counts):,} prompt tokens in "

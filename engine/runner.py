@@ -143,11 +143,16 @@ def _simulate(plan: RunPlan, directory: RunDirectory, previous: Manifest | None,
     """Step the model through every (round, stage); each step is on disk before the next."""
     counter = _QueryCounter(progress)
     batcher = Batcher(cached, counter.answered if progress else None)
+    from agents.network import build_network, network_record
     from engine.model import SurveyModel
 
-    model = SurveyModel(plan.loaded.scenario, plan.specs, batcher, plan.seed, plan.policies)
-    session = directory.open_session(build_manifest(plan, backend, directory.path), previous,
-                                     cached.read, backend.usage())
+    network = build_network(plan.loaded, plan.specs, plan.seed)
+    model = SurveyModel(plan.loaded.scenario, plan.specs, batcher, plan.seed, plan.policies,
+                        network=network)
+    manifest = build_manifest(plan, backend, directory.path)
+    if network is not None:  # the same graph again on resume: the same seed and participants
+        manifest["network"] = network_record(network, plan.loaded, directory.path)
+    session = directory.open_session(manifest, previous, cached.read, backend.usage())
     invalid = 0
     counter.total = len(model.participants) * sum(len(s.questions) for _, s in model.schedule)
 

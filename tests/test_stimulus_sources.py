@@ -18,7 +18,13 @@ import pytest
 
 from agents.participant import Answer, Participant
 from agents.population import build_population
-from agents.stimulus import ROUND, STIMULUS_SOURCES, active_sources, stimulus_variables
+from agents.stimulus import (
+    ROUND,
+    STIMULUS_SOURCES,
+    SourceContext,
+    active_sources,
+    stimulus_variables,
+)
 from agents.stimulus.round import RoundSource
 from engine.batcher import Batcher
 from engine.model import SurveyModel
@@ -36,7 +42,7 @@ class PreviousAnswers:
     """Test-only: how many questions the participant answered in earlier rounds, and how many
     of those with the first option (a value that differs between participants)."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, context: SourceContext | None) -> None:
         self.counts: defaultdict[tuple[str, str, int], Counter[str]] = defaultdict(Counter)
 
     def variables(self, participant: Participant, round_id: int) -> dict[str, Any]:

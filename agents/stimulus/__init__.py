@@ -9,6 +9,7 @@ import pkgutil
 from agents.stimulus.base import (
     ROUND,
     STIMULUS_SOURCES,
+    SourceContext,
     SourceFactory,
     StimulusSource,
     active_sources,
@@ -19,5 +20,5 @@ from agents.stimulus.base import (
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ROUND", "STIMULUS_SOURCES", "SourceFactory", "StimulusSource", "active_sources",
+__all__ = ["ROUND", "STIMULUS_SOURCES", "SourceContext", "SourceFactory", "StimulusSource", "active_sources",
            "stimulus_source", "stimulus_variables"]

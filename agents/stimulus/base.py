@@ -9,10 +9,14 @@ A source is a file of this package that registers a factory with `stimulus_sourc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # participant.py imports this package: the types are for annotations only
+    import networkx as nx
+
     from agents.participant import Answer, Participant
+    from agents.population import ParticipantSpec
     from scenarios.schema import Scenario
 
 ROUND = "round"  # the source always on, and first: today's condition and round variables
@@ -30,8 +34,19 @@ class StimulusSource(Protocol):
         ...
 
 
-# A factory gets the scenario and returns its source, or None when the scenario does not use it.
-SourceFactory = Callable[["Scenario"], "StimulusSource | None"]
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source may know of the run besides the scenario: who takes part (in the order
+    SurveyModel creates them), the run seed and the participants' graph (None: no network)."""
+
+    specs: Sequence[ParticipantSpec]
+    seed: int
+    network: nx.Graph | None = None
+
+
+# A factory gets the scenario and the run's context (None outside a run: a participant built
+# alone) and returns its source, or None when the scenario does not use it.
+SourceFactory = Callable[["Scenario", "SourceContext | None"], "StimulusSource | None"]
 
 STIMULUS_SOURCES: dict[str, SourceFactory] = {}
 
@@ -45,10 +60,10 @@ def stimulus_source(name: str) -> Callable[[SourceFactory], SourceFactory]:
     return register
 
 
-def active_sources(scenario: Scenario) -> list[StimulusSource]:
+def active_sources(scenario: Scenario, context: SourceContext | None = None) -> list[StimulusSource]:
     """The sources `scenario` uses, `round` first and then in registration order."""
     names = sorted(STIMULUS_SOURCES, key=lambda name: name != ROUND)  # stable: keeps the rest
-    built = ((name, STIMULUS_SOURCES[name](scenario)) for name in names)
+    built = ((name, STIMULUS_SOURCES[name](scenario, context)) for name in names)
     return [source for _, source in built if source is not None]
 
 

@@ -11,6 +11,7 @@ from agents.stimulus.base import ROUND, stimulus_source
 
 if TYPE_CHECKING:
     from agents.participant import Answer, Participant
+    from agents.stimulus.base import SourceContext
     from scenarios.schema import Scenario
 
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class RoundSource:
     """The variables every scenario's templates have always seen."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, context: SourceContext | None = None) -> None:
         self.scenario = scenario
 
     def variables(self, participant: Participant, round_id: int) -> dict[str, Any]:
