@@ -38,7 +38,7 @@ def plain(text: Any) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _uri(figure: Figure) -> str:
+def svg_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
@@ -82,7 +82,7 @@ def distributions(inputs: RunInputs) -> Plot:
                 ax.set_title(plain(f"{question.id}, round {round_id}"), fontsize=8)
         axes[0][0].legend(fontsize=7, loc="upper left")
         return Plot("Answer distributions per question and round",
-                    "Share of participants choosing each option.", _uri(figure))
+                    "Share of participants choosing each option.", svg_uri(figure))
 
 
 def subgroup_distributions(inputs: RunInputs, subgroup: str) -> Plot | None:
@@ -109,7 +109,7 @@ def subgroup_distributions(inputs: RunInputs, subgroup: str) -> Plot | None:
                                      fontsize=7)
         axes[0][0].legend(fontsize=7, loc="upper left")
         return Plot(f"Answer distributions by {subgroup}",
-                    "Pooled over rounds; n is human/each policy.", _uri(figure))
+                    "Pooled over rounds; n is human/each policy.", svg_uri(figure))
 
 
 def forest(regression: dict[str, Any], policies: Sequence[str]) -> Plot:
@@ -135,7 +135,7 @@ def forest(regression: dict[str, Any], policies: Sequence[str]) -> Plot:
         ax.set_xlabel("coefficient (95% interval)")
         ax.legend(fontsize=7)
         return Plot(f"Regression {regression.get('name')} ({regression.get('family')})",
-                    str(regression.get("formula", "")), _uri(figure))
+                    str(regression.get("formula", "")), svg_uri(figure))
 
 
 def _pooled(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -146,11 +146,11 @@ def _pooled(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
 def _point(ax: Any, x: float, cell: dict[str, Any] | None, color: str, label: str | None) -> None:
     if not cell or cell.get("value") is None:
         return
-    value = cell["value"]
-    err = None
-    if cell.get("ci"):
-        err = [[value - cell["ci"][0]], [cell["ci"][1] - value]]
-    ax.errorbar(x, value, yerr=err, fmt="o", color=color, ms=5, capsize=2, label=label)
+    # The interval as a line of its own: a bootstrap percentile interval need not contain the
+    # estimate (a count of unique structures is smaller on resamples), which errorbar refuses.
+    if cell.get("ci") and None not in cell["ci"]:
+        ax.vlines(x, cell["ci"][0], cell["ci"][1], color=color, linewidth=1)
+    ax.plot([x], [cell["value"]], "o", color=color, ms=5, label=label)
 
 
 def heterogeneity(report: dict[str, Any]) -> Plot | None:
@@ -184,7 +184,7 @@ def heterogeneity(report: dict[str, Any]) -> Plot | None:
         right.set_title("SD ratio, simulated / human (1 = as spread out as the humans)")
         right.legend(fontsize=7)
         return Plot("Heterogeneity", "Unique structures and spread (SD) ratios, pooled over "
-                    "rounds, with 95% bootstrap intervals.", _uri(figure))
+                    "rounds, with 95% bootstrap intervals.", svg_uri(figure))
 
 
 def _condition_gaps(inputs: RunInputs) -> list[tuple[str, list[float | None]]]:
@@ -239,7 +239,7 @@ def gaps(inputs: RunInputs, report: dict[str, Any]) -> Plot | None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return Plot("Belief-action gap by subgroup and condition",
                     plain(f"Rule {item}. Subgroups: 95% bootstrap intervals from report.json; "
-                          "conditions: point values computed here."), _uri(figure))
+                          "conditions: point values computed here."), svg_uri(figure))
 
 
 def measures(summary: dict[str, Any]) -> Plot | None:
@@ -273,4 +273,4 @@ def measures(summary: dict[str, Any]) -> Plot | None:
             ax.set_visible(False)
         return Plot("The paper's measures across policies",
                     "Everyone; grey band: human split-half range (where the measure compares "
-                    "with the humans); 95% bootstrap intervals.", _uri(figure))
+                    "with the humans); 95% bootstrap intervals.", svg_uri(figure))
