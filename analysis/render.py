@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from analysis.metrics import count_metrics, sections, subgroup_metrics
+from analysis.network_render import print_network
 
 
 def _number(value: float | None, count: bool = False) -> str:
@@ -199,6 +200,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                      style="bold")
     for regression in report.get("regressions", []):
         console.print(coefficient_table(regression, policies))
+    if report.get("network"):  # a run of a scenario with a `network:` block
+        print_network(report["network"], console)
     for note in report.get("notes", []):
         console.print(f"[dim]note: {escape(note)}[/]")
     if report.get("inference"):  # written by `run.py infer` (docs/inference.md)

@@ -16,6 +16,7 @@ from analysis.errors import AnalysisInputError
 from analysis.inference_run import read_inference
 from analysis.metrics import sections
 from analysis.metrics.recovery import ALPHA
+from analysis.network_report import network_section
 from analysis.resampling import CI_LEVEL, Resampling
 from analysis.run_dir import RunInputs, read_run
 from analysis.samples import Sample
@@ -72,6 +73,7 @@ def build_report(inputs: RunInputs, bootstrap: int, seed: int, splits: int) -> d
                             Resampling(bootstrap, splits, seed))
     scored = {section.key: section.score(comparison) for section in sections()}
     scenario = inputs.manifest.get("scenario", {})
+    network = network_section(inputs)  # only a networked run has the key
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": inputs.manifest.get("run_id"),
@@ -96,6 +98,7 @@ def build_report(inputs: RunInputs, bootstrap: int, seed: int, splits: int) -> d
         "tables": {key: _table(result.rows) for key, result in scored.items()},
         **{name: to_json(entry) for result in scored.values()
            for name, entry in result.extra.items()},  # e.g. `regressions`, the coefficients
+        **({"network": network} if network is not None else {}),
         "notes": _notes(inputs),
     }
 

@@ -180,3 +180,41 @@ def test_no_injected_script_runs(browser, report_page, tmp_path):
     page.evaluate("""() => { const d = document.createElement('div');
         d.innerHTML = '<img src=x onerror="window.__pwned=1">'; document.body.appendChild(d); }""")
     page.wait_for_function("window.__pwned === 1")
+
+
+@pytest.fixture(scope="module")
+def social_page(tmp_path_factory, tiny_backend) -> Path:
+    from analysis.report import score_run
+    from engine.runner import run_scenario
+    from scenarios.loader import load_scenario
+    from tests.test_network_core import social_scenario
+
+    _playwright()
+    folder = tmp_path_factory.mktemp("browser-social")
+    result = run_scenario(load_scenario(social_scenario(folder, rounds=3)), participants=24,
+                          seed=5, out=folder / "run", backend=tiny_backend)
+    score_run(result.run_dir, bootstrap=5, seed=1)
+    return write_html_report(result.run_dir)
+
+
+NETWORK_IMG = "img[alt^='The network, coloured by']"
+
+
+def test_a_networked_run_shows_its_graph_and_measures_and_the_flagship_does_not(
+        browser, social_page, report_page, tmp_path):
+    opened = Opened(browser, social_page)
+    page = opened.page
+    image = page.locator(NETWORK_IMG)
+    image.scroll_into_view_if_needed()
+    assert image.evaluate("i => i.complete && i.naturalWidth") > 300  # the SVG drew
+    assert image.bounding_box()["height"] > 200
+    table = page.locator("table.network-table")
+    assert table.locator("tbody tr").count() == 3  # base x the 3 summarised questions
+    assert "switch to majority: shown" in table.locator("thead").text_content()
+    assert "24 participants" in page.text_content("#network + p")
+    image.screenshot(path=str(tmp_path / "network.png"))
+    assert (tmp_path / "network.png").stat().st_size > 10_000
+    opened.offline()
+    flagship = Opened(browser, report_page).page
+    assert flagship.locator(NETWORK_IMG).count() == 0
+    assert flagship.locator("table.network-table, #network").count() == 0

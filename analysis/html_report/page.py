@@ -12,7 +12,9 @@ from markupsafe import Markup
 
 from analysis.html_report import figures
 from analysis.html_report.data import Gathered
+from analysis.html_report.network_figure import network_figure
 from analysis.metrics import count_metrics, sections
+from analysis.network_render import COLUMNS, graph_line, network_rows
 from analysis.study_table import study_table
 
 TIME = "%Y-%m-%d %H:%M UTC"
@@ -142,7 +144,17 @@ def plots(gathered: Gathered) -> list[figures.Plot]:
     found += [figures.forest(r, list(report["policies"])) for r in report.get("regressions") or []
               if r.get("terms")]
     found += [p for p in (figures.heterogeneity(report), figures.gaps(inputs, report)) if p]
+    found += [p for p in [network_figure(inputs, report)] if p]
     return found
+
+
+def network(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The network measures table (analysis.network_render's rows); None without a network."""
+    section = report.get("network")
+    if not section:
+        return None
+    return {"graph": graph_line(section), "columns": list(COLUMNS), "rows": network_rows(section),
+            "outcome": section.get("outcome")}
 
 
 def header(gathered: Gathered, headline: list[str]) -> dict[str, Any]:
@@ -173,5 +185,6 @@ def render(gathered: Gathered, headline: list[str]) -> str:
         head=header(gathered, headline), summary=summary(gathered.report)["rows"],
         tables=tables(gathered.report),
         coefficients=coefficients(gathered.report), plots=plots(gathered),
+        network=network(gathered.report),
         style=_asset("report.css"), script=_asset("report.js"),
         data=script_json(gathered.browser))
