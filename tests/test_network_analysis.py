@@ -26,6 +26,7 @@ from analysis.network import (
 )
 from analysis.render import print_report
 from analysis.report import score_run
+from engine.policies import TwinChoice
 from engine.runner import run_scenario
 from scenarios.loader import load_scenario
 from tests.test_network_core import social_scenario
@@ -204,3 +205,31 @@ def test_a_run_without_a_network_has_no_network_section(tmp_path, tiny_backend):
     assert "network" not in report and not (result.run_dir / NETWORK_FILE).exists()
     html = write_html_report(result.run_dir).read_text(encoding="utf-8")
     assert "network-table" not in html and "The network, coloured" not in html
+
+
+def test_humans_on_their_own_network_are_measured_from_their_recorded_answers(tmp_path,
+                                                                                tiny_backend):
+    from tests.test_network_core import DATA
+
+    ids = [f"P{i:03d}" for i in range(1, 17)]
+    ring = nx.cycle_graph(ids)
+    (tmp_path / "edges.csv").write_text(
+        "source,target\n" + "".join(f"{a},{b}\n" for a, b in ring.edges()), encoding="utf-8")
+    path = social_scenario(tmp_path, {"generator": "edge_list", "edges": "edges.csv",
+                                      "show": {"factor": "social", "level": "shown"}}, rounds=2)
+    result = run_scenario(load_scenario(path), participants=None, seed=5, out=tmp_path / "run",
+                          backend=tiny_backend, twins=TwinChoice(ids, {"source": "test"}))
+    section = score_run(result.run_dir, bootstrap=0, seed=1)["network"]
+    human = pd.read_csv(DATA, comment="#", dtype=str).set_index("participant_id").loc[ids]
+    for round_id in (1, 2):
+        chosen = human[f"r{round_id}_attack"].dropna().to_dict()
+        got = next(r for r in section["human"]["rounds"]
+                   if r["question"] == "attack" and r["round"] == round_id)
+        assert got["assortativity"] == pytest.approx(assortativity(ring, chosen))
+    before, after = human["r1_attack"].to_dict(), human["r2_attack"].to_dict()
+    tops = {p: majority([before[x] for x in ring.neighbors(p)]) for p in ids}
+    at_odds = [p for p in ids if tops[p] not in (None, before[p])]
+    k, n = sum(after[p] == tops[p] for p in at_odds), len(at_odds)
+    pooled = section["human"]["switching"]["attack"]["levels"]["all"]
+    assert (pooled["k"], pooled["n"]) == (k, n) and n > 0
+    assert "shown_vs_other" not in section["human"]["switching"]["attack"]  # humans: no condition
