@@ -11,9 +11,11 @@ network alike. All within one policy; `analysis/network_report.py` reads a run a
   majority of their neighbours' previous answers, the share who now give that majority answer,
   per condition level (Wilson intervals; shown vs the other levels by a two-proportion z test).
 - conformity slope: how far a participant's probability of an option rises with the share of
-  its neighbours who chose that option last round (OLS, option and round fixed effects, standard
-  errors clustered by participant); in the condition not shown its neighbours the slope is the
-  placebo (homophily and common shocks alone), so the shown-minus-hidden slope is the influence.
+  its neighbours who chose that option last round (OLS with a fixed effect per option and round,
+  which absorbs how popular each option is in each round, so what is left is how a
+  participant's own neighbours differ from everyone; standard errors clustered by participant);
+  in the condition not shown its neighbours the slope is the placebo (homophily and a
+  participant's own persistence alone), so the shown-minus-hidden slope is the influence.
 """
 
 from __future__ import annotations
@@ -172,13 +174,35 @@ def conformity_frame(graph: nx.Graph, answers: pd.DataFrame, question: str,
     return pd.DataFrame(out)
 
 
-def conformity(frame: pd.DataFrame, compare: bool) -> dict[str, Any] | None:
+def permutation_p(frame: pd.DataFrame, observed: float, draws: int, seed: int) -> float:
+    """Randomisation p-value of the influence (the share:shown slope): the shown label permuted
+    among the participants `draws` times, the same OLS refitted each time. Valid under the
+    sharp null that being shown the neighbours changes no answer, whatever the dependence the
+    graph makes between participants (which the clustered standard error ignores)."""
+    fixed = pd.get_dummies(frame["option"].astype(str) + "|" + frame["round"].astype(str),
+                           dtype=float).to_numpy()  # one column per option and round
+    share, own = frame["share"].to_numpy(float), frame["own"].to_numpy(float)
+    people, row_person = np.unique(frame["participant_id"].to_numpy(), return_inverse=True)
+    labels = frame.groupby("participant_id")["shown"].first().reindex(people).to_numpy(float)
+    rng = np.random.default_rng(seed)
+    beyond = 0
+    for _ in range(draws):
+        shown = rng.permutation(labels)[row_person]
+        design = np.column_stack([fixed, share, shown, share * shown])
+        coef = np.linalg.lstsq(design, own, rcond=None)[0]
+        beyond += abs(coef[-1]) >= abs(observed) - 1e-12
+    return (1 + beyond) / (1 + draws)
+
+
+def conformity(frame: pd.DataFrame, compare: bool, draws: int = 0,
+               seed: int = 0) -> dict[str, Any] | None:
     """The slope of own probability on the neighbours' share (per condition, and shown minus
-    not shown); None when there is too little to fit."""
+    not shown, with a randomisation p-value over `draws` permutations of who was shown); None
+    when there is too little to fit."""
     if frame.empty or frame["participant_id"].nunique() < 4:
         return None
     terms = "share * shown" if compare and frame["shown"].nunique() == 2 else "share"
-    formula = f"own ~ {terms} + C(option) + C(round)"
+    formula = f"own ~ {terms} + C(option):C(round)"
     groups = pd.factorize(frame["participant_id"])[0]
     try:
         with warnings.catch_warnings():
@@ -200,4 +224,8 @@ def conformity(frame: pd.DataFrame, compare: bool) -> dict[str, Any] | None:
     if "share:shown" in fit.params.index:
         result["slope_not_shown"] = result.pop("slope")
         result["influence"] = term("share:shown")  # shown minus not shown
+        estimate = result["influence"]["estimate"] if result["influence"] else None
+        if draws and estimate is not None:
+            result["influence"]["permutation_p"] = permutation_p(frame, estimate, draws, seed)
+            result["influence"]["permutations"] = draws
     return result

@@ -4,7 +4,8 @@ and shown by report.html; both read these rows, so the two cannot disagree.
 Columns: mean assortativity over the rounds (its range), the share who switch to their
 neighbours' majority in the shown condition and in the others (k/n, share, Wilson interval),
 shown minus the others (two-proportion z test), and the conformity slope when not shown (the
-placebo) beside the influence (shown minus not shown; OLS clustered by participant).
+placebo) beside the influence (shown minus not shown; OLS clustered by participant, and a
+randomisation p-value from permuting who was shown).
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def _term(term: dict[str, Any] | None, with_p: bool = False) -> str:
         return "-"
     low, high = term["ci"]
     text = f"{term['estimate']:.3f} [{_num(low)}, {_num(high)}]"
-    return text + (f" p={_num(term['p'])}" if with_p and term.get("p") is not None else "")
+    if with_p and term.get("p") is not None:
+        text += f" p={_num(term['p'])}"
+    if with_p and term.get("permutation_p") is not None:
+        text += f" (permutation p={_num(term['permutation_p'])})"
+    return text
 
 
 def _assortativity(rounds: list[dict[str, Any]], question: str) -> str:

@@ -63,8 +63,11 @@ def sample_answers(sample: Sample, inputs: RunInputs) -> pd.DataFrame:
     return table.merge(attributes, on="participant_id", how="left")
 
 
+PERMUTATIONS = 999  # draws of the influence's randomisation test
+
+
 def measures(graph: nx.Graph, answers: pd.DataFrame, questions: list[str],
-             show: dict[str, Any] | None) -> dict[str, Any]:
+             show: dict[str, Any] | None, seed: int = 0) -> dict[str, Any]:
     """Every measure of one sample's answers on the graph."""
     factor = show.get("factor") if show else None
     level = show.get("level") if show else None
@@ -74,7 +77,8 @@ def measures(graph: nx.Graph, answers: pd.DataFrame, questions: list[str],
         "switching": {q: pooled_switching([r for r in rounds if r["question"] == q], level)
                       for q in questions},
         "conformity": {q: conformity(conformity_frame(graph, answers, q, factor, level),
-                                     compare=show is not None) for q in questions},
+                                     compare=show is not None, draws=PERMUTATIONS, seed=seed)
+                       for q in questions},
     }
 
 
@@ -88,7 +92,7 @@ def graph_summary(graph: nx.Graph, block: dict[str, Any]) -> dict[str, Any]:
             "components": nx.number_connected_components(graph) if degrees else 0}
 
 
-def network_section(inputs: RunInputs) -> dict[str, Any] | None:
+def network_section(inputs: RunInputs, seed: int = 0) -> dict[str, Any] | None:
     """report.json's `network` (None for a run without a network)."""
     block = network_block(inputs)
     if block is None:
@@ -100,7 +104,7 @@ def network_section(inputs: RunInputs) -> dict[str, Any] | None:
     policies = {}
     for sample in inputs.policies:
         mine = responses[(responses["policy"] == sample.name) & responses["invalid"].isna()]
-        policies[sample.name] = measures(graph, mine, questions, show)
+        policies[sample.name] = measures(graph, mine, questions, show, seed)
     section: dict[str, Any] = {
         "graph": graph_summary(graph, block), "show": show, "questions": questions,
         "outcome": "the model's probability of each option (conformity); the drawn option "

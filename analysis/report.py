@@ -73,7 +73,7 @@ def build_report(inputs: RunInputs, bootstrap: int, seed: int, splits: int) -> d
                             Resampling(bootstrap, splits, seed))
     scored = {section.key: section.score(comparison) for section in sections()}
     scenario = inputs.manifest.get("scenario", {})
-    network = network_section(inputs)  # only a networked run has the key
+    network = network_section(inputs, seed)  # only a networked run has the key
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": inputs.manifest.get("run_id"),

@@ -129,8 +129,34 @@ def test_the_conformity_fit_recovers_a_planted_influence_and_a_zero_placebo():
     fit = conformity(frame, compare=True)
     assert fit["influence"]["estimate"] == pytest.approx(0.6, abs=1e-9)
     assert fit["slope_not_shown"]["estimate"] == pytest.approx(0.0, abs=1e-9)
-    none = conformity(conformity_frame(*planted(0.0), "attack", "social", "shown"), compare=True)
+    none = conformity(conformity_frame(*planted(0.0), "attack", "social", "shown"), compare=True,
+                      draws=99, seed=1)
     assert none["influence"]["estimate"] == pytest.approx(0.0, abs=1e-9)
+    assert none["influence"]["permutation_p"] == 1.0  # every relabelling is as extreme as none
+    # the permuted refits are the same OLS: no relabelling reaches the planted slope
+    assert conformity(frame, compare=True, draws=99, seed=1)["influence"]["permutation_p"] == 0.01
+
+
+def test_an_option_everyone_follows_is_no_conformity_to_neighbours():
+    """Everyone's probability of north in a round is how popular north was in the round before
+    (a common trend, the same for all): the fixed effect per option and round absorbs it, so
+    neighbours explain nothing, shown or not."""
+    rng = np.random.default_rng(3)
+    graph = nx.relabel_nodes(nx.gnp_random_graph(150, 0.05, seed=3), str)
+    social = {p: ("shown", "hidden")[i % 2] for i, p in enumerate(graph)}
+    popular, rows = {1: 0.3, 2: 0.8, 3: 0.4}, []
+    previous = None
+    for r, north_share in popular.items():
+        chosen = {p: ("north" if rng.random() < north_share else "south") for p in graph}
+        north = 0.5 if previous is None else sum(v == "north" for v in previous.values()) / 150
+        rows += [{"participant_id": p, "round": r, "question_id": "attack", "answer": chosen[p],
+                  "options": ["north", "south"], "probs": [north, 1 - north],
+                  "social": social[p]} for p in graph]
+        previous = chosen
+    fit = conformity(conformity_frame(graph, pd.DataFrame(rows), "attack", "social", "shown"),
+                     compare=True)
+    assert fit["slope_not_shown"]["estimate"] == pytest.approx(0.0, abs=1e-9)
+    assert fit["influence"]["estimate"] == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.fixture(scope="module")
