@@ -33,9 +33,9 @@ def assert_same_run(left, right):
     assert (left / TRANSCRIPTS).read_text() == (right / TRANSCRIPTS).read_text()
 
 
-def kill_in_the_middle(run_dir, after_steps: int) -> None:
+def kill_in_the_middle(run_dir, after_steps: int, scenario=FLAGSHIP) -> None:
     """Start a run as a user would and kill -9 it once `after_steps` stages are on disk."""
-    command = [sys.executable, str(ROOT / "run.py"), "run", str(FLAGSHIP), "--participants",
+    command = [sys.executable, str(ROOT / "run.py"), "run", str(scenario), "--participants",
                PARTICIPANTS, "--seed", "4", "--out", str(run_dir)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -74,6 +74,23 @@ def test_a_run_killed_mid_way_resumes_to_the_same_tables_as_an_uninterrupted_run
     hits, misses = sessions[1]["cache"]["hits"], sessions[1]["cache"]["misses"]
     assert hits >= cached and 0 < misses <= len(table) - cached  # only the unfinished part asked
     assert not (killed / PARTS).exists()
+
+
+def test_a_networked_run_killed_mid_way_resumes_to_the_same_tables_and_graph(tmp_path):
+    """Killed once round 2's beliefs are on disk: the resumed run's round 2 action prompts
+    summarise round 1's neighbours from the cache, exactly as the uninterrupted run's did."""
+    social = ROOT / "scenarios" / "security_disclosure_social.yaml"
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = run_cli("run", str(social), "--participants", PARTICIPANTS, "--seed", "4",
+                   "--out", str(whole))
+    assert done.returncode == 0, done.stderr
+    kill_in_the_middle(killed, after_steps=3, scenario=social)
+    resumed = run_cli("run", str(social), "--resume", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(whole, killed)
+    assert (whole / "network.graphml").read_bytes() == (killed / "network.graphml").read_bytes()
+    assert manifest(killed)["network"] == manifest(whole)["network"]
+    assert "You know" in (killed / TRANSCRIPTS).read_text()  # neighbours were summarised
 
 
 def test_rerunning_into_the_same_out_continues_and_a_finished_run_is_left_alone(flagship,
