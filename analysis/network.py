@@ -24,6 +24,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import networkx as nx
@@ -145,6 +146,42 @@ def pooled_switching(rows: list[dict[str, Any]], shown: str | None) -> dict[str,
         out["shown_vs_other"] = compare_shares((totals[shown][0], totals[shown][1]),
                                                (other[0], other[1]))
     return out
+
+
+def switch_tallies(graph: nx.Graph, answers: pd.DataFrame, question: str) -> dict[str, list[int]]:
+    """Each participant's [switched to the majority, at odds with it], over every round after
+    the first (summed by level, the pooled switching)."""
+    table = chosen_table(answers, question)
+    rounds = sorted(table.columns)
+    tallies: dict[str, list[int]] = {str(pid): [0, 0] for pid in table.index}
+    for earlier, later in pairwise(rounds):
+        before, now = table[earlier].dropna().to_dict(), table[later].dropna().to_dict()
+        for pid in tallies:
+            k, n = switches(graph, before, now, [pid])
+            tallies[pid][0] += k
+            tallies[pid][1] += n
+    return tallies
+
+
+def switching_permutation_p(tallies: dict[str, list[int]], shown: set[str], observed: float,
+                            draws: int, seed: int) -> float | None:
+    """Randomisation p-value of shown minus the others' switching share: who was shown
+    permuted among the participants `draws` times (valid under the sharp null that being shown
+    changes no answer, whatever the graph's dependence between participants)."""
+    people = sorted(tallies)
+    k = np.array([tallies[p][0] for p in people], dtype=float)
+    n = np.array([tallies[p][1] for p in people], dtype=float)
+    labels = np.array([p in shown for p in people])
+    rng = np.random.default_rng(seed)
+    beyond = used = 0
+    for _ in range(draws):
+        mask = rng.permutation(labels)
+        if n[mask].sum() == 0 or n[~mask].sum() == 0:
+            continue
+        used += 1
+        diff = k[mask].sum() / n[mask].sum() - k[~mask].sum() / n[~mask].sum()
+        beyond += abs(diff) >= abs(observed) - 1e-12
+    return (1 + beyond) / (1 + used) if used else None
 
 
 def conformity_frame(graph: nx.Graph, answers: pd.DataFrame, question: str,

@@ -65,6 +65,8 @@ def _switching(switching: dict[str, Any], shown: str | None) -> tuple[str, str, 
     if test.get("difference") is not None:
         diff = f"{test['difference']:+.3f}"
         diff += f" (p={test['p']:.3f})" if test.get("p") is not None else ""
+        if test.get("permutation_p") is not None:
+            diff += f" (permutation p={test['permutation_p']:.3f})"
     return _share(levels.get(shown)), _share(other), diff
 
 

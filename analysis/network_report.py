@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisInputError
-from analysis.network import by_round, conformity, conformity_frame, pooled_switching
+from analysis.network import (
+    by_round,
+    conformity,
+    conformity_frame,
+    pooled_switching,
+    switch_tallies,
+    switching_permutation_p,
+)
 from analysis.run_dir import RunInputs
 from analysis.samples import MISSING, Sample
 from contracts.run_format import NETWORK, RESPONSES
@@ -63,7 +70,7 @@ def sample_answers(sample: Sample, inputs: RunInputs) -> pd.DataFrame:
     return table.merge(attributes, on="participant_id", how="left")
 
 
-PERMUTATIONS = 999  # draws of the influence's randomisation test
+PERMUTATIONS = 999  # draws of the randomisation tests (influence, switching shown vs not)
 
 
 def measures(graph: nx.Graph, answers: pd.DataFrame, questions: list[str],
@@ -72,10 +79,19 @@ def measures(graph: nx.Graph, answers: pd.DataFrame, questions: list[str],
     factor = show.get("factor") if show else None
     level = show.get("level") if show else None
     rounds = [row for q in questions for row in by_round(graph, answers, q, factor)]
+    switching = {q: pooled_switching([r for r in rounds if r["question"] == q], level)
+                 for q in questions}
+    for q, pooled in switching.items():
+        test = pooled.get("shown_vs_other")
+        if test and test.get("difference") is not None and factor in answers.columns:
+            people = answers.drop_duplicates("participant_id")
+            shown = set(people.loc[people[factor] == level, "participant_id"].astype(str))
+            test["permutation_p"] = switching_permutation_p(
+                switch_tallies(graph, answers, q), shown, test["difference"], PERMUTATIONS, seed)
+            test["permutations"] = PERMUTATIONS
     return {
         "rounds": rounds,
-        "switching": {q: pooled_switching([r for r in rounds if r["question"] == q], level)
-                      for q in questions},
+        "switching": switching,
         "conformity": {q: conformity(conformity_frame(graph, answers, q, factor, level),
                                      compare=show is not None, draws=PERMUTATIONS, seed=seed)
                        for q in questions},

@@ -23,6 +23,8 @@ from analysis.network import (
     conformity_frame,
     majority,
     pooled_switching,
+    switch_tallies,
+    switching_permutation_p,
 )
 from analysis.render import print_report
 from analysis.report import score_run
@@ -90,6 +92,14 @@ def test_a_hub_that_switches_to_its_leaves_majority_is_counted_by_its_condition(
     pooled = pooled_switching(rows, "shown")
     assert pooled["shown_vs_other"]["difference"] == pytest.approx(1 - 1 / 4)
     assert pooled["levels"]["hidden"]["ci"][0] < 0.25 < pooled["levels"]["hidden"]["ci"][1]
+
+
+def test_the_switching_permutation_test_sees_a_planted_difference_and_not_its_absence():
+    tallies = {f"p{i}": [2 if i < 20 else 0, 2] for i in range(40)}  # the first 20 all switch
+    first = {f"p{i}" for i in range(20)}
+    assert switching_permutation_p(tallies, first, 1.0, 199, seed=1) == 1 / 200
+    mixed = {f"p{i}" for i in range(0, 40, 2)}  # half of each kind shown: no difference
+    assert switching_permutation_p(tallies, mixed, 0.0, 199, seed=1) == 1.0
 
 
 def test_a_tie_among_neighbours_is_no_majority_to_switch_to():
@@ -203,6 +213,14 @@ def test_the_report_network_section_equals_networkx_on_the_saved_graph(scored_so
         got = rounds[round_id]["assortativity"]
         assert (got is None and not np.isfinite(expected)) or got == pytest.approx(expected)
     assert section["policies"]["base"]["conformity"]["attack"]["influence"] is not None
+    # each participant's tallies sum, by condition, to the pooled switching
+    tallies = switch_tallies(graph, answers, "attack")
+    pooled = section["policies"]["base"]["switching"]["attack"]
+    for level in ("shown", "hidden"):
+        members = set(answers.loc[answers["social"] == level, "participant_id"])
+        assert [sum(tallies[p][i] for p in members) for i in (0, 1)] == [
+            pooled["levels"][level]["k"], pooled["levels"][level]["n"]]
+    assert 0 < pooled["shown_vs_other"]["permutation_p"] <= 1
 
 
 def test_score_prints_and_the_page_draws_the_network(scored_social):
