@@ -84,8 +84,7 @@ class SurveyModel(mesa.Model):
         self.scenario = scenario
         self.batcher = batcher
         self.answerer = answerer or DrawnAnswers(batcher)
-        self.network = network
-        self.sources = active_sources(scenario, SourceContext(tuple(specs), seed, network))
+        self.sources = active_sources(scenario, SourceContext(network))
         for policy in policies:
             for index, spec in enumerate(specs):
                 Participant(self, spec, scenario, policy.name,

@@ -25,10 +25,15 @@ NEIGHBOURS = "neighbours"  # the template variable (agents/stimulus/social.py)
 MAX_UNKNOWN = 5
 
 
+def summarised_questions(s: Scenario) -> list[str]:
+    """The ids of the questions whose answers neighbours are told (default: all with options)."""
+    assert s.network is not None
+    return list(s.network.summarise or [q.id for q in s.questions if q.options])
+
+
 def neighbours_sample(s: Scenario) -> dict[str, Any]:
     """A `neighbours` value with every summarised question and option, for template checks."""
-    assert s.network is not None
-    wanted = s.network.summarise or [q.id for q in s.questions if q.options]
+    wanted = summarised_questions(s)
     questions = [q for q in s.questions if q.id in wanted and q.options]
     share = {q.id: {o: 1 / len(q.option_ids) for o in q.option_ids} for q in questions}
     return {"round": s.rounds[0].id, "count": 1, "degree": 1, "share": share,

@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # participant.py imports this package: the types are for anno
     import networkx as nx
 
     from agents.participant import Answer, Participant
-    from agents.population import ParticipantSpec
     from scenarios.schema import Scenario
 
 ROUND = "round"  # the source always on, and first: today's condition and round variables
@@ -36,11 +35,9 @@ class StimulusSource(Protocol):
 
 @dataclass(frozen=True)
 class SourceContext:
-    """What a source may know of the run besides the scenario: who takes part (in the order
-    SurveyModel creates them), the run seed and the participants' graph (None: no network)."""
+    """What a source may know of the run besides the scenario: the participants' graph (None:
+    the scenario has no network)."""
 
-    specs: Sequence[ParticipantSpec]
-    seed: int
     network: nx.Graph | None = None
 
 

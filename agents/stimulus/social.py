@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents.stimulus.base import stimulus_source
+from scenarios.network_checks import summarised_questions
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 
 SOCIAL = "social"
 VARIABLE = "neighbours"
-
-
-def summarised_questions(scenario: Scenario) -> list[str]:
-    """The ids of the questions whose answers neighbours are told (default: all with options)."""
-    assert scenario.network is not None
-    return list(scenario.network.summarise or [q.id for q in scenario.questions if q.options])
 
 
 def sees_neighbours(scenario: Scenario, condition: dict[str, str]) -> bool:
