@@ -1,12 +1,12 @@
 """The flagship on the transformers backend with shared-prefix reuse on and off, same seed.
 
     python benchmarks/prefix_reuse.py [--participants 40] [--model builtin:tiny] [--dtype float32]
-                                      [--repeats 1] [--prefix-cache-mb 0]
+                                      [--repeats 1] [--prefix-cache-mb 1024]
 
 Both arms run the whole flagship (every round and stage) through `run_scenario` with a fresh
 run directory and the response cache unread, so every answer is computed; the only difference
-is the backend option `prefix_reuse`. Arms are interleaved (on, off, on, off, ...) so load on a
-shared machine falls on both. Prints each arm's seconds, prompt tokens computed/submitted (from
+is the backend option `prefix_reuse` (segments, engine/backends/segments.py). Arms are
+interleaved (on, off, on, off, ...) so load on a shared machine falls on both. Prints each arm's seconds, prompt tokens computed/submitted (from
 the manifest), the speed ratio, the load average before and after, and whether the two arms gave
 the same answers and how far apart their probabilities are.
 """
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import pandas as pd
 
+from engine.backends.transformers_backend import PREFIX_CACHE_MB
 from engine.model_source import with_model
 from engine.runner import run_scenario
 from scenarios.loader import load_scenario
@@ -64,8 +65,9 @@ def main() -> None:
                         "or a local model directory")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=1, help="pairs of interleaved arms")
-    parser.add_argument("--prefix-cache-mb", type=int, default=0, help="keep recent calls' "
-                        "prompts (the belief stage's for the action stage); 0: within a call only")
+    parser.add_argument("--prefix-cache-mb", type=int, default=PREFIX_CACHE_MB, help="MiB of "
+                        "computed segments kept for later calls (the belief stage's for the action "
+                        "stage); 0: within a chunk of one call only")
     args = parser.parse_args()
     print(f"flagship, {args.participants} participants, {args.model}, {args.dtype}, "
           f"prefix_cache_mb {args.prefix_cache_mb}; "

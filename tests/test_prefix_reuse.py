@@ -1,5 +1,6 @@
-"""Shared-prefix reuse in the transformers backend: every shared prompt prefix is computed once,
-and the distributions are those of scoring every prompt whole."""
+"""Shared-prefix reuse in the transformers backend: prompts are computed in fixed-shape segments,
+each distinct segment once, the distributions are those of scoring every prompt whole, and the
+bits do not depend on what else a call holds or what was kept before."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from agents.conversation import Message
 from engine.backends.base import ChoiceQuery
-from engine.backends.prefix_reuse import MIN_SHARED, common_prefix
+from engine.backends.segments import SEGMENT
 
 PERSONA = ("You are a participant in an online decision-making study. You are 39 years old and "
            "your highest education is some college. In this game you are a pirate; an island "
@@ -38,6 +39,16 @@ def family(policy: str) -> list[ChoiceQuery]:
 
 def gap(left: list, right: list) -> float:
     return max(float(np.abs(a.probs - b.probs).max()) for a, b in zip(left, right, strict=True))
+
+
+def same_bits(left: list, right: list) -> bool:
+    return all(np.array_equal(a.probs, b.probs) for a, b in zip(left, right, strict=True))
+
+
+def segment_tokens(prompts: list[list[int]]) -> int:
+    """Real tokens the distinct segments of these prompts hold (each is computed once)."""
+    segments = {tuple(p[:end]) for p in prompts for end in range(SEGMENT, len(p) + SEGMENT, SEGMENT)}
+    return sum(len(s) - (len(s) - 1) // SEGMENT * SEGMENT for s in segments)
 
 
 @pytest.fixture(scope="module")
@@ -72,38 +83,60 @@ def test_in_float32_reuse_stays_within_float32_rounding(backends):
     assert gap(reused, whole) <= max(1e-6, 4 * gap(alone, whole)) <= 1e-5
 
 
-def test_a_prompt_that_extends_an_earlier_call_computes_only_its_new_tokens(tiny_dir, tiny_adapters,
-                                                                           backends):
+def test_a_prompt_that_extends_an_earlier_call_computes_only_its_segments_past_the_kept_ones(
+        tiny_dir, tiny_adapters, backends):
     from engine.backends.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(tiny_dir, dtype="float64", adapters=tiny_adapters,
                                   prefix_reuse=True, prefix_cache_mb=64)
     first, later = family("tuned")[0], family("tuned")[2]  # later = first + answer + question
+    a, b = backend.prompt_ids(first.messages), backend.prompt_ids(later.messages)
+    assert b[:len(a)] == a and len(a) > SEGMENT
     backend.option_distributions([first])
     before = backend.prompt_tokens.prompt_computed
     got = backend.option_distributions([later])
-    new = len(backend.prompt_ids(later.messages)) - len(backend.prompt_ids(first.messages))
-    assert backend.prompt_tokens.prompt_computed - before == new
+    kept = len(a) // SEGMENT * SEGMENT  # first's whole segments; its short last one is not kept
+    assert backend.prompt_tokens.prompt_computed - before == len(b) - kept
     assert gap(got, backends["float64", False].option_distributions([later])) < 1e-12
 
 
-def test_each_shared_prefix_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
+def test_each_segment_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
     from engine.backends.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(tiny_dir, prefix_reuse=True)  # by default nothing is kept
+    backend = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0)  # none kept
     queries = [family("base")[i] for i in (0, 1, 4)]
     first = backend.option_distributions(queries)
-    a, b, other = (backend.prompt_ids(q.messages) for q in queries)
-    shared = common_prefix(a, b)
-    assert shared >= MIN_SHARED > max(common_prefix(a, other), common_prefix(b, other))
+    prompts = [backend.prompt_ids(q.messages) for q in queries]
+    assert prompts[0][:SEGMENT] == prompts[1][:SEGMENT]  # a segment shared
     for _ in range(2):  # the second call finds nothing kept and computes the same again
         before = backend.prompt_tokens.as_dict()
-        backend.option_distributions(queries)
+        again = backend.option_distributions(queries)
         after = backend.prompt_tokens.as_dict()
-        assert after["prompt_submitted"] - before["prompt_submitted"] == len(a) + len(b) + len(other)
-        assert after["prompt_computed"] - before["prompt_computed"] == len(a) + len(b) - shared + len(other)
-    again = backend.option_distributions(queries)
-    assert all(np.array_equal(x.probs, y.probs) for x, y in zip(first, again, strict=True))
+        assert after["prompt_submitted"] - before["prompt_submitted"] == sum(map(len, prompts))
+        assert after["prompt_computed"] - before["prompt_computed"] == segment_tokens(prompts)
+        assert same_bits(first, again)
+
+
+def test_the_bits_do_not_depend_on_the_other_prompts_of_a_call_or_on_what_was_kept(tiny_dir):
+    """What makes kept segments safe for resume: a prompt scored alone by a fresh backend that
+    keeps nothing gives the very bits it gets among others, after earlier calls were kept."""
+    from engine.backends.transformers_backend import TransformersBackend
+
+    crowd = [ChoiceQuery((Message("system", PERSONA[:n] + " Round 2."), Message("user", q)),
+                         labels) for n in range(60, 260, 20)
+             for q, labels in ((RAID, ("A", "B")), (BELIEVE, ("A", "B", "C", "D")))]
+    queries = family("base")
+    keeping = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=64)
+    keeping.option_distributions(queries[:3] + crowd[::2])
+    among = keeping.option_distributions(crowd[1::2] + queries)[-len(queries):]
+    assert keeping.prefix.store.kept and keeping.prefix.store.nbytes <= 64 << 20
+    fresh = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0)
+    alone = [d for q in queries for d in fresh.option_distributions([q])]
+    assert same_bits(among, alone)
+    small = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=1)  # evicts, keeps few
+    for part in (crowd, queries, crowd[::-1]):
+        evicted = small.option_distributions(part)
+    assert same_bits(evicted, keeping.option_distributions(crowd[::-1]))
 
 
 def test_small_memory_and_token_budgets_split_the_work_but_not_the_answers(tiny_dir, backends):
@@ -133,11 +166,11 @@ def test_answer_logits_are_the_same_and_forget_the_kept_prefixes(backends):
 
     on, off = backends["float32", True], backends["float32", False]
     on.option_distributions(QUERIES[:6])
-    assert on.prefix.kept["base"].chunks
+    assert on.prefix.store.kept
     prompts = [on.prompt_ids(q.messages) for q in QUERIES[:6]]
     with torch.no_grad(), on.policy("tuned"), off.policy("tuned"):
         assert torch.equal(on.answer_logits(prompts, keep=2), off.answer_logits(prompts, keep=2))
-    assert not on.prefix.kept  # training changes weights: nothing computed before may be read
+    assert not on.prefix.store.kept  # training changes weights: nothing computed before may be read
 
 
 def test_the_option_turns_reuse_off(tiny_dir):

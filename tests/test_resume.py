@@ -33,10 +33,10 @@ def assert_same_run(left, right):
     assert (left / TRANSCRIPTS).read_text() == (right / TRANSCRIPTS).read_text()
 
 
-def kill_in_the_middle(run_dir, after_steps: int, scenario=FLAGSHIP) -> None:
+def kill_in_the_middle(run_dir, after_steps: int, scenario=FLAGSHIP, extra=()) -> None:
     """Start a run as a user would and kill -9 it once `after_steps` stages are on disk."""
     command = [sys.executable, str(ROOT / "run.py"), "run", str(scenario), "--participants",
-               PARTICIPANTS, "--seed", "4", "--out", str(run_dir)]
+               PARTICIPANTS, "--seed", "4", "--out", str(run_dir), *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -74,6 +74,23 @@ def test_a_run_killed_mid_way_resumes_to_the_same_tables_as_an_uninterrupted_run
     hits, misses = sessions[1]["cache"]["hits"], sessions[1]["cache"]["misses"]
     assert hits >= cached and 0 < misses <= len(table) - cached  # only the unfinished part asked
     assert not (killed / PARTS).exists()
+
+
+def test_a_run_killed_mid_way_with_kept_prompt_segments_resumes_to_the_same_bits(tmp_path):
+    """Kept segments on (forced on builtin:tiny, with a store far smaller than the run, so it
+    evicts): the killed run kept segments the resumed one never sees, and still every
+    probability is bit-equal to an uninterrupted run's (see engine/backends/segments.py)."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    kept = ("--backend-option", "prefix_reuse=true", "--backend-option", "prefix_cache_mb=16")
+    done = run_cli("run", str(FLAGSHIP), "--participants", PARTICIPANTS, "--seed", "4",
+                   "--out", str(whole), *kept)
+    assert done.returncode == 0, done.stderr
+    tokens = manifest(whole)["backend"]["tokens"]
+    assert tokens["prompt_computed"] < 0.8 * tokens["prompt_submitted"]  # segments were reused
+    kill_in_the_middle(killed, after_steps=3, extra=kept)
+    resumed = run_cli("run", str(FLAGSHIP), "--resume", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(whole, killed)
 
 
 def test_a_networked_run_killed_mid_way_resumes_to_the_same_tables_and_graph(tmp_path):

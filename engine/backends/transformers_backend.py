@@ -1,8 +1,8 @@
 """In-process transformers backend: batched, left-padded forward passes on CPU (or GPU).
 
-Option scoring computes each shared token prefix once and keeps recent prompts' keys and values
-(engine/backends/prefix_reuse.py) on models large enough for it to pay; `prefix_reuse=False`
-scores every prompt whole, as before.
+Option scoring computes prompts in fixed-shape segments and reads each segment computed before,
+in this call or a recent one (engine/backends/segments.py), on models large enough for it to
+pay; `prefix_reuse=False` scores every prompt whole, as before.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from scenarios.schema import Dtype
 if TYPE_CHECKING:  # torch loads with the model, not with this file (validating options is light)
     import torch
 
-    from engine.backends.prefix_reuse import PrefixScorer
+    from engine.backends.segments import SegmentScorer
 
 # Padded tokens per forward pass. Measured on 2 CPU cores with builtin:tiny: ~8k-token batches
 # run at 70-100k tokens/s, 25k-token batches fall to ~25k tokens/s (activations leave the cache).
 TOKEN_BUDGET = 8_192
-# Keys and values of recent calls' prompts kept for prefix reuse, in MiB (a chunk being computed
-# comes on top, a quarter of this). 0: reuse within a call only, so reruns and resumed runs are
-# bit-identical (see prefix_reuse). SmolLM2-135M holds 46 KB per token in float32, builtin:tiny 2 KB.
-PREFIX_CACHE_MB = 0
+# Keys and values of computed prompt segments kept for later calls, in MiB (a chunk being computed
+# comes on top, a quarter of this). What is kept changes speed only, never a bit of an answer (see
+# segments). SmolLM2-135M holds 46 KB per token in float32 (23 in bf16), builtin:tiny 2 KB.
+PREFIX_CACHE_MB = 1024
 # Prefix reuse pays when a token's forward pass costs more than copying and attending to its kept
 # keys and values. Measured on 2 CPU cores: SmolLM2-135M runs the flagship 1.17x faster with it
 # (bf16, reuse within calls); builtin:tiny (0.5M parameters) runs 0.74x as fast. Unset, it is
@@ -56,11 +56,12 @@ class Options(BaseModel):
     token_budget: int = Field(default=TOKEN_BUDGET, ge=256, description="padded tokens per forward "
                               "pass")
     prefix_reuse: bool | None = Field(default=None, description="compute each shared prompt prefix "
-                                      "once (exact to float rounding; false: every prompt whole; "
-                                      "unset: on for models of 50M parameters or more)")
-    prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of recent calls' "
-                                 "prompts' keys and values kept for prefix reuse (0: within a call "
-                                 "only, bit-identical reruns)")
+                                      "once, in fixed-shape segments (exact to float rounding; "
+                                      "false: every prompt whole; unset: on for models of 50M "
+                                      "parameters or more)")
+    prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of computed "
+                                 "prompt segments kept for later calls (0: within a chunk of one "
+                                 "call only); changes speed, never an answer")
 
 
 def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> TransformersBackend:
@@ -112,15 +113,15 @@ class TransformersBackend:
         self.policies: dict[str, Path | None] = {"base": None, **(adapters or {})}
         self._load_adapters()
         self.prompt_tokens = PromptTokens()
-        self.prefix: PrefixScorer | None = None
+        self.prefix: SegmentScorer | None = None
         if prefix_reuse is None:
             prefix_reuse = self.model.num_parameters() >= PREFIX_REUSE_MIN_PARAMETERS
         if prefix_reuse and full_attention(self.model.config):
-            from engine.backends.prefix_reuse import PrefixScorer
+            from engine.backends.segments import SegmentScorer
 
-            self.prefix = PrefixScorer(lambda **kw: self.model(**kw), token_budget=token_budget,
-                                       cache_bytes=prefix_cache_mb << 20, device=device,
-                                       token_bytes=kv_bytes_per_token(self.model.config, dtype))
+            self.prefix = SegmentScorer(lambda **kw: self.model(**kw), token_budget=token_budget,
+                                        cache_bytes=prefix_cache_mb << 20, device=device,
+                                        token_bytes=kv_bytes_per_token(self.model.config, dtype))
 
     def _load_adapters(self) -> None:
         """Wrap the base model once with every adapter, each under its policy's name."""
@@ -216,11 +217,12 @@ class TransformersBackend:
 
     def _reused(self, queries: Sequence[ChoiceQuery], prompts: list[list[int]],
                 labels: list[list[int]]) -> list[Distribution]:
-        """option_distributions with each shared prefix computed once (see prefix_reuse)."""
+        """option_distributions with each shared prefix computed once (see segments)."""
         assert self.prefix is not None
         out: list[Distribution | None] = [None] * len(queries)
         before = self.prefix.computed
-        for name in dict.fromkeys(q.policy for q in queries):
+        self.prefix.next_call()
+        for name in sorted({q.policy for q in queries}):  # the order the kept segments assume
             mine = [i for i, q in enumerate(queries) if q.policy == name]
             with no_grad(), self.policy(name):
                 found = self.prefix.label_logprobs(name, [prompts[i] for i in mine],
