@@ -3,12 +3,12 @@
     python benchmarks/prefix_reuse.py [--participants 40] [--model builtin:tiny] [--dtype float32]
                                       [--repeats 1] [--prefix-cache-mb 1024]
 
-Both arms run the whole flagship (every round and stage) through `run_scenario` with a fresh
-run directory and the response cache unread, so every answer is computed; the only difference
-is the backend option `prefix_reuse` (segments, engine/backends/segments.py). Arms are
-interleaved (on, off, on, off, ...) so load on a shared machine falls on both. Prints each arm's seconds, prompt tokens computed/submitted (from
-the manifest), the speed ratio, the load average before and after, and whether the two arms gave
-the same answers and how far apart their probabilities are.
+Both arms run the whole flagship (every round and stage) through `run_scenario` with a fresh run
+directory and the response cache unread, so every answer is computed; the only difference is the
+backend option `prefix_reuse` (segments, engine/backends/segments.py). Arms are interleaved (on,
+off, on, off, ...) so load on a shared machine falls on both. Prints each arm's seconds, prompt
+tokens computed/submitted (from the manifest), the speed ratio, the load average before and
+after, and whether the two arms gave the same answers and how far apart their probabilities are.
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 """Prefix reuse that is exact whatever else is scored: prompts computed in fixed-shape segments.
 
 A participant's questions in one stage share their whole system message (persona, instructions,
-stimulus, memory of earlier rounds), and a stage's prompts extend the prompts of the stage before
-(the belief answers come before the action question). Every prompt is cut into segments of
-SEGMENT tokens; segment j is computed in a forward pass of exactly [ROWS, SEGMENT] new tokens at
-positions [j*SEGMENT, (j+1)*SEGMENT), over a past of exactly the row's segments 0..j-1 (no
+stimulus, memory of earlier rounds), and a stage's prompts extend the prompts of the stage
+before (the belief answers come before the action question). Every prompt is cut into segments
+of SEGMENT tokens; segment j is computed in a forward pass of exactly [ROWS, SEGMENT] new tokens
+at positions [j*SEGMENT, (j+1)*SEGMENT), over a past of exactly the row's segments 0..j-1 (no
 padding, no attention mask; a short batch is filled with copies of its first row). A prompt's
 short last segment is padded on the right, which causal attention never reads, to a width that
-depends on its length alone. Measured on this project's
-machines (benchmarks/batch_invariance.py), one fixed shape gives every row the same bits
-whatever the other rows hold, while batches of other shapes round differently (bf16 logits by
-up to 0.6). So a full segment's keys and values (KV) are a function of its token prefix alone,
-and can be kept under that prefix and read by any later call: a resumed run, which finds nothing
-kept, computes the very same bits as the run that was killed, and what the store keeps or
-evicts changes speed only, never an answer.
+depends on its length alone. Measured on this project's machines
+(benchmarks/batch_invariance.py), one fixed shape gives every row the same bits whatever the
+other rows hold, while batches of other shapes round differently (bf16 logits by up to 0.6). So
+a full segment's keys and values (KV) are a function of its token prefix alone, and can be kept
+under that prefix and read by any later call: a resumed run, which finds nothing kept, computes
+the very same bits as the run that was killed, and what the store keeps or evicts changes speed
+only, never an answer.
 
 Memory: the KV of one chunk of prompts while it is computed (a quarter of `cache_bytes`, at
 least two token budgets' worth), plus the kept segments (at most `cache_bytes`, shared by all
@@ -89,9 +89,8 @@ class SegmentScorer:
 
     def __init__(self, forward: Callable[..., Any], *, token_budget: int, cache_bytes: int,
                  token_bytes: int, device: str) -> None:
-        self.forward, self.token_budget, self.device = forward, token_budget, device
-        self.token_bytes = max(token_bytes, 1)
-        self.chunk_tokens = max(cache_bytes // 4 // self.token_bytes, 2 * token_budget)
+        self.forward, self.device = forward, device
+        self.chunk_tokens = max(cache_bytes // 4 // max(token_bytes, 1), 2 * token_budget)
         self.store = SegmentStore(cache_bytes)
         self.computed = 0  # real prompt tokens run through the model
 
