@@ -1,6 +1,7 @@
-"""Shared-prefix reuse in the transformers backend: prompts are computed in fixed-shape segments,
-each distinct segment once, the distributions are those of scoring every prompt whole, and the
-bits do not depend on what else a call holds or what was kept before."""
+"""Shared-prefix reuse in the transformers backend: prompts are computed in pieces cut where
+conversations branch, each distinct piece once, in passes whose shape is a function of the piece;
+the distributions are those of scoring every prompt whole, and the bits do not depend on what
+else a call holds or what was kept before."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from agents.conversation import Message
 from engine.backends.base import ChoiceQuery
-from engine.backends.segments import SEGMENT
+from engine.backends.segments import MAX_PIECE, SEGMENT, pieces
 
 PERSONA = ("You are a participant in an online decision-making study. You are 39 years old and "
            "your highest education is some college. In this game you are a pirate; an island "
@@ -45,10 +46,14 @@ def same_bits(left: list, right: list) -> bool:
     return all(np.array_equal(a.probs, b.probs) for a, b in zip(left, right, strict=True))
 
 
-def segment_tokens(prompts: list[list[int]]) -> int:
-    """Real tokens the distinct segments of these prompts hold (each is computed once)."""
-    segments = {tuple(p[:end]) for p in prompts for end in range(SEGMENT, len(p) + SEGMENT, SEGMENT)}
-    return sum(len(s) - (len(s) - 1) // SEGMENT * SEGMENT for s in segments)
+def piece_tokens(backend, queries: list[ChoiceQuery]) -> int:
+    """Real tokens the distinct pieces of these prompts hold (each is computed once)."""
+    distinct = {}
+    for q in queries:
+        prompt = backend.prompt_ids(q.messages)
+        for task in pieces(q.policy, tuple(prompt), backend.chat.cuts(q.messages, prompt)):
+            distinct[task.key] = task.end - task.start
+    return sum(distinct.values())
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +88,7 @@ def test_in_float32_reuse_stays_within_float32_rounding(backends):
     assert gap(reused, whole) <= max(1e-6, 4 * gap(alone, whole)) <= 1e-5
 
 
-def test_a_prompt_that_extends_an_earlier_call_computes_only_its_segments_past_the_kept_ones(
+def test_a_prompt_that_extends_an_earlier_call_computes_only_its_pieces_past_the_kept_ones(
         tiny_dir, tiny_adapters, backends):
     from engine.backends.transformers_backend import TransformersBackend
 
@@ -95,30 +100,32 @@ def test_a_prompt_that_extends_an_earlier_call_computes_only_its_segments_past_t
     backend.option_distributions([first])
     before = backend.prompt_tokens.prompt_computed
     got = backend.option_distributions([later])
-    kept = len(a) // SEGMENT * SEGMENT  # first's whole segments; its short last one is not kept
-    assert backend.prompt_tokens.prompt_computed - before == len(b) - kept
+    # later is cut where first ends (right after its generation prompt): all of first is kept
+    assert len(a) in backend.chat.cuts(later.messages, b)
+    assert backend.prompt_tokens.prompt_computed - before == len(b) - len(a)
     assert gap(got, backends["float64", False].option_distributions([later])) < 1e-12
 
 
-def test_each_segment_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
+def test_each_piece_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
     from engine.backends.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0)  # none kept
     queries = [family("base")[i] for i in (0, 1, 4)]
     first = backend.option_distributions(queries)
     prompts = [backend.prompt_ids(q.messages) for q in queries]
-    assert prompts[0][:SEGMENT] == prompts[1][:SEGMENT]  # a segment shared
+    assert prompts[0][:SEGMENT] == prompts[1][:SEGMENT]  # a first-turn piece shared
     for _ in range(2):  # the second call finds nothing kept and computes the same again
         before = backend.prompt_tokens.as_dict()
         again = backend.option_distributions(queries)
         after = backend.prompt_tokens.as_dict()
         assert after["prompt_submitted"] - before["prompt_submitted"] == sum(map(len, prompts))
-        assert after["prompt_computed"] - before["prompt_computed"] == segment_tokens(prompts)
+        assert after["prompt_computed"] - before["prompt_computed"] == piece_tokens(backend,
+                                                                                    queries)
         assert same_bits(first, again)
 
 
 def test_the_bits_do_not_depend_on_the_other_prompts_of_a_call_or_on_what_was_kept(tiny_dir):
-    """What makes kept segments safe for resume: a prompt scored alone by a fresh backend that
+    """What makes kept pieces safe for resume: a prompt scored alone by a fresh backend that
     keeps nothing gives the very bits it gets among others, after earlier calls were kept."""
     from engine.backends.transformers_backend import TransformersBackend
 
@@ -139,11 +146,11 @@ def test_the_bits_do_not_depend_on_the_other_prompts_of_a_call_or_on_what_was_ke
     assert same_bits(evicted, keeping.option_distributions(crowd[::-1]))
 
 
-def test_small_memory_and_token_budgets_split_the_work_but_not_the_answers(tiny_dir, backends):
+def test_a_store_that_keeps_nothing_splits_the_work_but_not_the_answers(tiny_dir, backends):
     from engine.backends.transformers_backend import TransformersBackend
 
-    tight = TransformersBackend(tiny_dir, dtype="float64", token_budget=256, prefix_reuse=True,
-                                prefix_cache_mb=0)
+    tight = TransformersBackend(tiny_dir, dtype="float64", prefix_reuse=True, prefix_cache_mb=0)
+    tight.prefix.chunk_tokens = 256  # chunks of a few prompts each
     many = family("base") + [ChoiceQuery((Message("system", PERSONA[:n]), Message("user", RAID)),
                                          ("A", "B")) for n in range(40, 200, 20)]
     assert gap(tight.option_distributions(many),
@@ -204,3 +211,50 @@ def test_flagship_computes_at_most_half_its_prompt_tokens_with_the_same_answers(
     worst = max(np.abs(np.asarray(a) - np.asarray(b)).max()
                 for a, b in zip(on["probs"], off["probs"], strict=True))
     assert worst <= 1e-5
+
+
+def test_a_prompt_is_cut_every_segment_of_its_first_turn_at_each_cut_and_in_long_stretches():
+    prompt = tuple(range(2000))
+    tasks = pieces("base", prompt, (150, 200, 2000))
+    ends = [t.end for t in tasks]
+    assert ends == [64, 128, 150, 200, 200 + MAX_PIECE, 200 + 2 * MAX_PIECE, 200 + 3 * MAX_PIECE,
+                    2000]
+    assert [t.start for t in tasks] == [0, *ends[:-1]]
+    assert tasks[3].before == [t.key for t in tasks[:3]] and tasks[3].key[1] == prompt[:200]
+    assert tasks[1].shape == (64, 64) and tasks[2].shape == (128, 32) and tasks[3].shape == (192, 64)
+    assert tasks[4].shape == (256, MAX_PIECE)
+    for bad in ((), (150, 1999), (200, 150, 2000), (0, 2000)):
+        with pytest.raises(ValueError, match="cuts"):
+            pieces("base", prompt, bad)
+
+
+def test_cuts_fall_after_the_first_turn_and_each_generation_prompt(backends):
+    backend = backends["float32", True]
+    believed, _, acted = family("base")[:3]
+    first, later = (backend.prompt_ids(q.messages) for q in (believed, acted))
+    cuts, later_cuts = backend.chat.cuts(believed.messages, first), backend.chat.cuts(
+        acted.messages, later)
+    assert backend.chat.generation_ids and len(cuts) == 2 and cuts[-1] == len(first)
+    head = backend.tokenizer.decode(first[:cuts[0]])
+    assert PERSONA in head and BELIEVE not in head  # the system turn, whole, and no more
+    assert set(cuts) <= set(later_cuts) and later_cuts[-1] == len(later) and len(later_cuts) == 3
+
+
+def test_a_piece_gets_the_same_bits_alone_and_in_a_pass_of_many_rows(tiny_dir):
+    """The premise of sharing passes: with every linear layer in fixed blocks, a row's bits do
+    not depend on how many rows its pass holds or what they are."""
+    import torch
+
+    from engine.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0)
+    scorer = backend.prefix
+    generator = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(5, 250, (150,), generator=generator).tolist() for _ in range(6)]
+    cuts, labels = [(100, 150)] * 6, [[7, 9]] * 6
+    before = scorer.slots
+    together = scorer.label_logprobs("base", prompts, cuts, labels)
+    assert scorer.slots - before == 6 * (64 + 48 + 64)  # three passes of six rows each
+    for prompt, among in zip(prompts, together, strict=True):
+        assert np.array_equal(scorer.label_logprobs("base", [prompt], [(100, 150)], [[7, 9]])[0],
+                              among)

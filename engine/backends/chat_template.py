@@ -52,6 +52,7 @@ class ChatPrompt:
         self._texts: dict[tuple[Any, ...], str] | None = None  # set inside remembering()
         self.applied = 0  # times the chat template was applied to a conversation
         self.prefixes = PrefixIds(self.tokenizer)
+        self.generation_ids = self._generation_ids()
 
     def _label_prefix(self) -> str:
         """'' when the template's answer position follows whitespace, else ' ' (see above).
@@ -64,6 +65,36 @@ class ChatPrompt:
         except Exception:  # a template that refuses the probe: labels as the tokenizer spells them
             return ""
         return "" if not text or text[-1].isspace() else " "
+
+    def _generation_ids(self) -> tuple[int, ...]:
+        """The generation prompt's ids, as they end a prompt (ChatML: "<|im_start|>assistant\\n");
+        () when the template's generation prompt is not a suffix that tokenizes on its own."""
+        probe = [{"role": "user", "content": "x"}]
+        try:
+            bare, asking = (self.tokenizer.apply_chat_template(
+                probe, tokenize=False, add_generation_prompt=add) for add in (False, True))
+        except Exception:  # a template that refuses the probe: no cuts at generation prompts
+            return ()
+        if not asking.startswith(bare) or asking == bare:
+            return ()
+        ids = self.tokenizer.encode(asking[len(bare):], add_special_tokens=False)
+        whole = self.tokenizer.encode(asking, add_special_tokens=False)
+        return tuple(ids) if ids and whole[-len(ids):] == ids else ()
+
+    def cuts(self, messages: Sequence[Any], ids: Sequence[int]) -> tuple[int, ...]:
+        """Where the prompt's pieces end for prefix reuse (engine/backends/segments.py): right
+        after its first turn, right after each generation prompt (where an earlier answer
+        began), and at its end; ascending. A function of the prompt's messages alone."""
+        found = {len(ids)}
+        head = self.prefixes.head_length(self.text(messages), _first_content(messages))
+        if head:
+            found.add(head)
+        marker = self.generation_ids
+        if marker:
+            first, width = marker[0], len(marker)
+            found.update(i + width for i, token in enumerate(ids)
+                         if token == first and tuple(ids[i:i + width]) == marker)
+        return tuple(sorted(c for c in found if 0 < c <= len(ids)))
 
     @contextmanager
     def remembering(self) -> Iterator[None]:

@@ -1,67 +1,101 @@
-"""Prefix reuse that is exact whatever else is scored: prompts computed in fixed-shape segments.
+"""Prefix reuse that is exact whatever else is scored: prompts computed in pieces cut where
+conversations branch, each piece once, in passes whose shape is a function of the piece alone.
 
-A participant's questions in one stage share their whole system message (persona, instructions,
-stimulus, memory of earlier rounds), and a stage's prompts extend the prompts of the stage
-before (the belief answers come before the action question). Every prompt is cut into segments
-of SEGMENT tokens; segment j is computed in a forward pass of exactly [ROWS, SEGMENT] new tokens
-at positions [j*SEGMENT, (j+1)*SEGMENT), over a past of exactly the row's segments 0..j-1 (no
-padding, no attention mask; a short batch is filled with copies of its first row). A prompt's
-short last segment is padded on the right, which causal attention never reads, to a width that
-depends on its length alone. Measured on this project's machines
-(benchmarks/batch_invariance.py), one fixed shape gives every row the same bits whatever the
-other rows hold, while batches of other shapes round differently (bf16 logits by up to 0.6). So
-a full segment's keys and values (KV) are a function of its token prefix alone, and can be kept
-under that prefix and read by any later call: a resumed run, which finds nothing kept, computes
-the very same bits as the run that was killed, and what the store keeps or evicts changes speed
-only, never an answer.
+A participant's questions in one stage share their system message (persona, instructions,
+stimulus, memory of earlier rounds), a round's system message extends most of the round
+before's, and a later stage's prompt extends an earlier stage's prompt through the generation
+prompt where that answer began (the belief answers come before the action question). So each
+prompt is cut into pieces: every SEGMENT tokens of its first turn, right after its first turn,
+right after each generation prompt in it, every MAX_PIECE tokens of a longer stretch, and at
+its end (the cuts after the first turn come from `ChatPrompt.cuts`).
 
-Memory: the KV of one chunk of prompts while it is computed (a quarter of `cache_bytes`, at
-least two token budgets' worth), plus the kept segments (at most `cache_bytes`, shared by all
-policies), plus one forward pass's past: ROWS x j x SEGMENT tokens.
+A piece of w tokens at positions [a, a + w) is computed as ceil(w / STEP) * STEP new tokens
+(left-padded, so its last token is the pass's last) over a past of ceil(a / SEGMENT) * SEGMENT
+positions (its own earlier pieces, then zeros), the padding hidden by its attention mask, while
+every linear layer multiplies its input BLOCK token rows at a time (`blocked_linears`). A
+matrix product rounds differently with its shape, so batches of different sizes would give a
+row different bits (measured: benchmarks/batch_invariance.py); with every shape a row's
+arithmetic sees fixed by the piece itself, a row gets the same bits alone or beside any others,
+in any row (tests/test_prefix_reuse.py), and pieces of one shape share a pass however many
+there are. So a piece's keys and values (KV) and last logits are a function of its token
+prefix and the cuts before it alone; they are kept under that key and read by any later
+prompt or call that has them. A resumed run, which finds nothing kept, computes the very same
+bits as the run that was killed, and what the store keeps or evicts changes speed only, never
+an answer.
+
+Costs, measured with SmolLM2-135M in float32 on 2 CPU cores: products of BLOCK rows run about
+15-20% slower than whole-batch ones. The scheme before this one (fixed [8, 64] segments, no
+blocking) ran faster per slot but cut every prompt at multiples of 64 tokens, so the partial
+segment at each branch was computed once per branch, and filled short batches with copies: it
+ran the flagship 1.43x as fast as scoring prompts whole, this one 1.77x (24 twins,
+docs/results.md).
+
+Memory: the pieces of one chunk of prompts while it is computed (at most half of
+`cache_bytes`, at least two passes' worth), plus the kept pieces (at most `cache_bytes`,
+shared by all policies), plus one pass's past.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import functools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
-SEGMENT = 64  # tokens per row of a forward pass (the unit of reuse)
-ROWS = 8  # rows per forward pass; measured: batch-1 segments cost 1.8-2.3x as much per token
-# A prompt's short last segment (never kept: its KV is read by no other prompt) is padded to the
-# next multiple of STEP: its shape is still a function of the prompt alone, with less padding.
-STEP = 16
+SEGMENT = 64  # tokens of a first-turn piece, and the step a pass's past is padded to
+STEP = 16  # a pass's new tokens are padded to a multiple of this
+MAX_PIECE = 512  # a longer stretch between cuts is cut every this many tokens
+BLOCK = 64  # token rows per matrix product in a linear layer (what makes rows batch-invariant)
+PASS_TOKENS = 4096  # at most this many token slots per pass
 
-Key = tuple[str, tuple[int, ...]]  # (policy, the token prefix a segment ends)
+# (policy, the token prefix a piece ends, where the prompt's pieces up to it end)
+Key = tuple[str, tuple[int, ...], tuple[int, ...]]
+Past = list[tuple[torch.Tensor, torch.Tensor]]  # keys and values by layer, [1, heads, tokens, dim]
+
+
+@dataclass
+class Piece:
+    """One computed piece of a prompt: its own tokens' KV by layer and its last position's logits."""
+
+    kv: Past
+    logits: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return self.logits.numel() * self.logits.element_size() + sum(
+            k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
 
 
 class SegmentStore:
-    """Kept segments' KV by (policy, token prefix), within a byte budget.
+    """Kept pieces by (policy, token prefix, cuts), within a byte budget.
 
-    Prompts are swept in sorted order, so a kept segment that sorts before the sweep's position
+    Prompts are swept in sorted order, so a kept piece that sorts before the sweep's position
     will not be asked for again in this call, and the next call (the next stage, extending these
     prompts) sweeps in the same order from the start. When full, the store makes room from
-    segments last used before the previous call, then from older calls' segments the sweep has
+    pieces last used before the previous call, then from older calls' pieces the sweep has
     passed; otherwise it keeps what it has (the earliest prompts), which the next sweep reads
     first."""
 
     def __init__(self, budget: int) -> None:
         self.budget, self.nbytes, self.call = budget, 0, 0
-        self.kept: dict[Key, tuple[torch.Tensor, int]] = {}  # KV and the last call that used it
+        self.kept: dict[Key, tuple[Piece, int]] = {}  # a piece and the last call that used it
 
-    def get(self, key: Key) -> torch.Tensor | None:
+    def get(self, key: Key) -> Piece | None:
         found = self.kept.get(key)
         if found is None:
             return None
         self.kept[key] = (found[0], self.call)
         return found[0]
 
-    def add(self, new: dict[Key, torch.Tensor], position: Key) -> None:
-        """Keep `new` segments if room can be made for them (all or the earliest)."""
-        size = sum(t.numel() * t.element_size() for t in new.values())
+    def add(self, new: dict[Key, Piece], position: Key) -> None:
+        """Keep `new` pieces if room can be made for them (all or the earliest)."""
+        size = sum(piece.nbytes for piece in new.values())
         if self.nbytes + size > self.budget:
             stale = [k for k, (_, c) in self.kept.items() if c < self.call - 1]
             passed = sorted(k for k, (_, c) in self.kept.items()
@@ -69,140 +103,229 @@ class SegmentStore:
             for key in (*stale, *passed):
                 if self.nbytes + size <= self.budget:
                     break
-                tensor, _ = self.kept.pop(key)
-                self.nbytes -= tensor.numel() * tensor.element_size()
+                piece, _ = self.kept.pop(key)
+                self.nbytes -= piece.nbytes
         for key in sorted(new):
-            tensor = new[key]
-            nbytes = tensor.numel() * tensor.element_size()
-            if self.nbytes + nbytes > self.budget:
+            piece = new[key]
+            if self.nbytes + piece.nbytes > self.budget:
                 break
-            self.kept[key] = (tensor, self.call)
-            self.nbytes += nbytes
+            self.kept[key] = (piece, self.call)
+            self.nbytes += piece.nbytes
 
     def clear(self) -> None:
         self.kept.clear()
         self.nbytes = 0
 
 
-class SegmentScorer:
-    """Scores prompts one policy at a time, segment by segment, reusing computed segments."""
+@dataclass
+class Task:
+    """A piece to compute: its key, where it starts and ends, and the keys of the pieces before."""
 
-    def __init__(self, forward: Callable[..., Any], *, token_budget: int, cache_bytes: int,
+    key: Key
+    start: int
+    end: int
+    before: list[Key]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(past positions, new tokens) of a pass that computes it."""
+        return (-(-self.start // SEGMENT) * SEGMENT, -(-(self.end - self.start) // STEP) * STEP)
+
+
+class SegmentScorer:
+    """Scores prompts one policy at a time, piece by piece, reusing computed pieces."""
+
+    def __init__(self, model: Callable[[], torch.nn.Module], *, cache_bytes: int,
                  token_bytes: int, device: str) -> None:
-        self.forward, self.device = forward, device
-        self.chunk_tokens = max(cache_bytes // 4 // max(token_bytes, 1), 2 * token_budget)
+        self.model, self.device = model, device
         self.store = SegmentStore(cache_bytes)
+        self.chunk_tokens = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
         self.computed = 0  # real prompt tokens run through the model
+        self.slots = 0  # token positions the passes held (padding too)
 
     def forget(self) -> None:
-        """Drop every kept segment (the weights are about to change)."""
+        """Drop every kept piece (the weights are about to change)."""
         self.store.clear()
 
     def next_call(self) -> None:
         """A new call begins: its policies follow in sorted order (see SegmentStore)."""
         self.store.call += 1
 
-    def label_logprobs(self, policy: str, prompts: list[list[int]],
+    def label_logprobs(self, policy: str, prompts: list[list[int]], cuts: list[tuple[int, ...]],
                        labels: list[list[int]]) -> list[np.ndarray]:
-        """For each prompt, the log-probabilities of its label tokens at its answer position."""
-        distinct = sorted({tuple(p) for p in prompts})
+        """For each prompt, the log-probabilities of its label tokens at its answer position;
+        `cuts[i]`: where prompt i's first turn and later pieces end, ascending, the last at
+        its end."""
+        plans = {tuple(p): pieces(policy, tuple(p), c) for p, c in zip(prompts, cuts, strict=True)}
         found: dict[tuple[int, ...], np.ndarray] = {}
-        for chunk in self._chunks(distinct):
-            found.update(self._score_chunk(policy, chunk))
+        with blocked_linears(self.model()):
+            for chunk in self._chunks(sorted(plans), plans):  # sorted: sharers come together
+                work = self._compute(policy, chunk, plans)
+                for prompt in chunk:
+                    logits = work[plans[prompt][-1].key].logits
+                    found[prompt] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
         return [found[tuple(p)][ids] for p, ids in zip(prompts, labels, strict=True)]
 
-    def _chunks(self, distinct: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
-        """Runs of sorted prompts whose new segments hold at most `chunk_tokens` tokens."""
+    def _chunks(self, distinct: list[tuple[int, ...]],
+                plans: dict[tuple[int, ...], list[Task]]) -> list[list[tuple[int, ...]]]:
+        """Runs of sorted prompts whose new pieces hold at most `chunk_tokens` tokens."""
         chunks: list[list[tuple[int, ...]]] = [[]]
-        tokens = 0
-        for i, prompt in enumerate(distinct):
-            shared = 0 if i == 0 else _shared_segments(distinct[i - 1], prompt) * SEGMENT
-            if chunks[-1] and tokens + len(prompt) - shared > self.chunk_tokens:
+        tokens, seen = 0, set()
+        for prompt in distinct:
+            new = sum(t.end - t.start for t in plans[prompt] if t.key not in seen)
+            if chunks[-1] and tokens + new > self.chunk_tokens:
                 chunks.append([])
-                tokens, shared = 0, 0
+                tokens, seen = 0, set()
+                new = len(prompt)
             chunks[-1].append(prompt)
-            tokens += len(prompt) - shared
+            seen.update(t.key for t in plans[prompt])
+            tokens += new
         return [c for c in chunks if c]
 
-    def _score_chunk(self, policy: str,
-                     prompts: list[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray]:
-        """Depth by depth: each segment the chunk needs is read from the store or computed."""
-        work: dict[tuple[int, ...], torch.Tensor] = {}  # a segment's KV by the prefix it ends
-        computed: dict[Key, torch.Tensor] = {}
-        out: dict[tuple[int, ...], np.ndarray] = {}
-        for depth in range(max(-(-len(p) // SEGMENT) for p in prompts)):
-            todo: dict[tuple[int, ...], bool] = {}  # prefix -> whether its logits are wanted
-            end = (depth + 1) * SEGMENT
-            for prompt in prompts:
-                if depth * SEGMENT >= len(prompt):
-                    continue
-                prefix = prompt[:end]
-                final = end >= len(prompt)
-                if not final and prefix not in work:
-                    kept = self.store.get((policy, prefix))
-                    if kept is not None:
-                        work[prefix] = kept
-                if final or prefix not in work:
-                    todo[prefix] = todo.get(prefix, False) or final
-            widths: dict[int, list[tuple[tuple[int, ...], bool]]] = {}
-            for prefix, final in todo.items():  # a short last segment: the next multiple of 16
-                width = min(SEGMENT, -(-(len(prefix) - depth * SEGMENT) // STEP) * STEP)
-                widths.setdefault(width, []).append((prefix, final))
-            for width, todo_list in sorted(widths.items()):
-                for first in range(0, len(todo_list), ROWS):
-                    batch = todo_list[first:first + ROWS]
-                    kvs, logprobs = self._run(depth, width, [p for p, _ in batch], work)
-                    for r, ((prefix, final), row) in enumerate(zip(batch, logprobs, strict=True)):
-                        if r in kvs:
-                            work[prefix] = computed[(policy, prefix)] = kvs[r]
-                        if final:
-                            out[prefix] = row
-        self.store.add(computed, (policy, prompts[0]))
-        return out
-
     @torch.inference_mode()
-    def _run(self, depth: int, width: int, prefixes: list[tuple[int, ...]],
-             work: dict[tuple[int, ...], torch.Tensor]) -> tuple[dict[int, torch.Tensor],
-                                                                 np.ndarray]:
-        """One [ROWS, width] forward pass: each prefix's segment `depth` over its past; each
-        whole new segment's KV ([layers, 2, heads, SEGMENT, dim]) by row, and each row's
-        last-token log-probabilities."""
-        start = depth * SEGMENT
-        rows = [*prefixes, *[prefixes[0]] * (ROWS - len(prefixes))]
-        ids = torch.zeros(ROWS, width, dtype=torch.long)
-        last = torch.zeros(ROWS, dtype=torch.long)
-        for r, prefix in enumerate(rows):
-            new = prefix[start:]
-            ids[r, :len(new)] = torch.tensor(new)
-            last[r] = len(new) - 1
+    def _compute(self, policy: str, chunk: list[tuple[int, ...]],
+                 plans: dict[tuple[int, ...], list[Task]]) -> dict[Key, Piece]:
+        """Every piece of the chunk's prompts: kept, or computed in passes of one shape each. A
+        shape's pass runs once every piece of that shape is ready (or a pass is full), so
+        pieces of one shape share as few passes as their order allows."""
+        missing = {t.key: t.shape for prompt in chunk for t in plans[prompt]
+                   if t.key not in self.store.kept}
+        remaining = Counter(missing.values())  # pieces of each shape not computed yet
+        work: dict[Key, Piece] = {}
+        computed: dict[Key, Piece] = {}
+        waiting: dict[Key, list[tuple[int, ...]]] = {}  # a queued piece and the prompts it holds up
+        queues: dict[tuple[int, int], list[Task]] = {}
+        done = dict.fromkeys(chunk, 0)  # pieces of each prompt there so far
+
+        def advance(prompt: tuple[int, ...]) -> None:
+            plan = plans[prompt]
+            while done[prompt] < len(plan):
+                task = plan[done[prompt]]
+                if task.key not in work:
+                    kept = self.store.get(task.key)
+                    if kept is None:
+                        if task.key not in waiting:
+                            waiting[task.key] = []
+                            queues.setdefault(task.shape, []).append(task)
+                        waiting[task.key].append(prompt)
+                        return
+                    work[task.key] = kept
+                done[prompt] += 1
+
+        for prompt in chunk:
+            advance(prompt)
+        while queues:
+            ready = [s for s, q in queues.items()
+                     if len(q) >= remaining[s] or len(q) * s[1] >= PASS_TOKENS] or list(queues)
+            shape = max(ready, key=lambda s: (len(queues[s]) * s[1], s))
+            rows = max(1, PASS_TOKENS // shape[1])
+            batch, queues[shape] = queues[shape][:rows], queues[shape][rows:]
+            remaining[shape] -= len(batch)
+            if not queues[shape]:
+                del queues[shape]
+            for task, piece in zip(batch, self._run(shape, batch, work), strict=True):
+                work[task.key] = computed[task.key] = piece
+                for prompt in waiting.pop(task.key):
+                    done[prompt] += 1
+                    advance(prompt)
+        self.store.add(computed, (policy, chunk[0], (), 0))
+        return work
+
+    def _run(self, shape: tuple[int, int], tasks: list[Task],
+             work: dict[Key, Piece]) -> list[Piece]:
+        """One pass of len(tasks) rows of `width` new tokens over a past of `past_len` positions:
+        a row's own earlier pieces, zeros its mask hides, then its new tokens left-padded (so
+        every row's last token is the pass's last); each task's piece."""
+        past_len, width = shape
+        rows = len(tasks)
+        ids = torch.zeros(rows, width, dtype=torch.long)
+        positions = torch.zeros(rows, width, dtype=torch.long)
+        mask = torch.zeros(rows, 1, width, past_len + width, dtype=torch.bool)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        for r, task in enumerate(tasks):
+            new = task.key[1][task.start:]
+            pad = width - len(new)
+            ids[r, pad:] = torch.tensor(new)
+            positions[r] = torch.arange(task.start - pad, task.start + len(new)).clamp(min=0)
+            mask[r, 0, :, :task.start] = True
+            mask[r, 0, :, past_len:] = causal
+            mask[r, 0, pad:, past_len:past_len + pad] = False  # real tokens never see the padding
         cache = DynamicCache()
-        if depth:  # [ROWS, layers, 2, heads, depth * SEGMENT, dim]
-            past = torch.stack([torch.cat([work[prefix[:(j + 1) * SEGMENT]] for j in range(depth)],
-                                          dim=3) for prefix in rows]).to(self.device)
-            cache = DynamicCache([(past[:, layer, 0], past[:, layer, 1])
-                                  for layer in range(past.shape[1])])
-        positions = torch.arange(start, start + width).expand(ROWS, width)
-        out = self.forward(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
-                           past_key_values=cache, use_cache=True,
-                           logits_to_keep=last.to(self.device))
-        self.computed += sum(len(p) - start for p in prefixes)
-        logits = out.logits[torch.arange(ROWS), torch.arange(ROWS)]  # row r at its own last token
-        logprobs = torch.log_softmax(logits[:len(prefixes)].double(), dim=-1).cpu().numpy()
-        whole = [r for r, p in enumerate(prefixes) if len(p) == start + SEGMENT]  # kept: whole
+        if past_len:
+            cache = DynamicCache([tuple(torch.cat([_padded(work, t, layer, kind, past_len)
+                                                   for t in tasks]) for kind in (0, 1))
+                                  for layer in range(len(work[tasks[0].before[0]].kv))])
+        out = self.model()(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
+                           attention_mask=mask.to(self.device), past_key_values=cache,
+                           use_cache=True, logits_to_keep=1)
+        self.computed += sum(t.end - t.start for t in tasks)
+        self.slots += rows * width
         layers = out.past_key_values.layers
-        kvs: dict[int, torch.Tensor] = {}
-        if whole:
-            rows_kv = torch.stack([torch.stack([layer.keys[whole, :, start:],
-                                                layer.values[whole, :, start:]])
-                                   for layer in layers])  # [layers, 2, whole rows, heads, ...]
-            kvs = {r: rows_kv[:, :, i].contiguous() for i, r in enumerate(whole)}
-        return kvs, logprobs
+        first = past_len + width
+        return [Piece([(layer.keys[r:r + 1, :, first - (t.end - t.start):first].contiguous(),
+                        layer.values[r:r + 1, :, first - (t.end - t.start):first].contiguous())
+                       for layer in layers], out.logits[r, -1].clone())
+                for r, t in enumerate(tasks)]
 
 
-def _shared_segments(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """Whole segments two prompts share (a prompt's last segment is always its own)."""
-    shared = 0
-    while (shared + 1) * SEGMENT < min(len(a), len(b)) and \
-            a[shared * SEGMENT:(shared + 1) * SEGMENT] == b[shared * SEGMENT:(shared + 1) * SEGMENT]:
-        shared += 1
-    return shared
+@contextlib.contextmanager
+def blocked_linears(model: torch.nn.Module) -> Iterator[None]:
+    """Inside, every linear layer of `model` multiplies its input BLOCK token rows at a time.
+
+    A matrix product's rounding depends on its shape (measured: a row's float32 logits move by
+    4e-5 between batches of 1 and 3 rows), so with whole-batch products a row's bits would
+    depend on how many rows share its pass. In fixed blocks a row's bits depend on its own
+    inputs alone, and pieces of one shape share a pass however many there are."""
+    layers = [m for m in model.modules()
+              if isinstance(m, torch.nn.Linear) and "forward" not in vars(m)]
+    for layer in layers:
+        layer.forward = functools.partial(_blocked, layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+def _blocked(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`, BLOCK token rows per product (the last block padded with zeros)."""
+    flat = x.reshape(-1, x.shape[-1])
+    tokens = flat.shape[0]
+    out = flat.new_empty(tokens, layer.out_features)
+    for first in range(0, tokens, BLOCK):
+        block = flat[first:first + BLOCK]
+        if len(block) < BLOCK:
+            block = torch.cat([block, block.new_zeros(BLOCK - len(block), block.shape[1])])
+            out[first:] = F.linear(block, layer.weight, layer.bias)[:tokens - first]
+        else:
+            out[first:first + BLOCK] = F.linear(block, layer.weight, layer.bias)
+    return out.reshape(*x.shape[:-1], layer.out_features)
+
+
+def _padded(work: dict[Key, Piece], task: Task, layer: int, kind: int,
+            past_len: int) -> torch.Tensor:
+    """A task's past in one layer: its earlier pieces' keys (0) or values (1), zeros after."""
+    parts = [work[key].kv[layer][kind] for key in task.before]
+    pad = past_len - task.start
+    if pad:
+        first = parts[0]
+        parts.append(first.new_zeros(1, first.shape[1], pad, first.shape[3]))
+    return torch.cat(parts, dim=2)
+
+
+def pieces(policy: str, prompt: tuple[int, ...], cuts: tuple[int, ...]) -> list[Task]:
+    """A prompt's pieces in order: every SEGMENT tokens of its first turn (the first cut), the
+    cuts, and every MAX_PIECE tokens of a longer stretch between them."""
+    if not cuts or cuts[-1] != len(prompt) or list(cuts) != sorted(set(cuts)) or cuts[0] <= 0:
+        raise ValueError(f"cuts {cuts} do not end a prompt of {len(prompt)} tokens")
+    ends = list(range(SEGMENT, cuts[0], SEGMENT))
+    for end in cuts:
+        ends.extend(range(ends[-1] + MAX_PIECE if ends else MAX_PIECE, end, MAX_PIECE))
+        ends.append(end)
+    tasks: list[Task] = []
+    start = 0
+    for i, end in enumerate(ends):
+        key = (policy, prompt[:end], tuple(ends[:i + 1]))
+        tasks.append(Task(key, start, end, [t.key for t in tasks]))
+        start = end
+    return tasks

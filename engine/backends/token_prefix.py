@@ -111,6 +111,15 @@ class PrefixIds:
             head = self._remember(text[:at], self._encode_one(text[:at]))
         return head + self._encode_one(text[at:])
 
+    def head_length(self, text: str, first: str | None) -> int | None:
+        """How many of the prompt's ids its first turn holds (None: it is tokenized whole)."""
+        at = self.cut(text, first)
+        if at is None:
+            return None
+        with self.lock:
+            head = self.memo.get(text[:at])
+        return len(head if head is not None else self._encode_one(text[:at]))
+
     def ids_many(self, texts: Sequence[str], firsts: Sequence[str | None]) -> list[list[int]]:
         """Many prompts' ids in one tokenizer call: the rests, and first turns not remembered."""
         pieces: list[str] = []

@@ -1,8 +1,8 @@
 """In-process transformers backend: batched, left-padded forward passes on CPU (or GPU).
 
-Option scoring computes prompts in fixed-shape segments and reads each segment computed before,
-in this call or a recent one (engine/backends/segments.py), on models large enough for it to
-pay; `prefix_reuse=False` scores every prompt whole, as before.
+Option scoring computes each prompt alone, in pieces cut where conversations branch, and reads
+each piece computed before, in this call or a recent one (engine/backends/segments.py), on CPU
+for models large enough for it to pay; `prefix_reuse=False` scores every prompt whole, batched.
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ if TYPE_CHECKING:  # torch loads with the model, not with this file (validating 
 # Padded tokens per forward pass. Measured on 2 CPU cores with builtin:tiny: ~8k-token batches
 # run at 70-100k tokens/s, 25k-token batches fall to ~25k tokens/s (activations leave the cache).
 TOKEN_BUDGET = 8_192
-# Keys and values of computed prompt segments kept for later calls, in MiB (a chunk being computed
-# comes on top, a quarter of this). What is kept changes speed only, never a bit of an answer (see
-# segments). SmolLM2-135M holds 46 KB per token in float32 (23 in bf16), builtin:tiny 2 KB.
+# Keys and values of computed prompt pieces kept for later calls, in MiB (the prompt being scored
+# comes on top). What is kept changes speed only, never a bit of an answer (see segments).
+# SmolLM2-135M holds 46 KB per token in float32 (23 in bf16), builtin:tiny 2 KB.
 PREFIX_CACHE_MB = 1024
 # Prefix reuse pays when a token's forward pass costs more than copying and attending to its kept
-# keys and values. Measured on 2 CPU cores (float32, segments): SmolLM2-135M runs the flagship
-# 1.43x faster with it (24 twins); builtin:tiny (0.5M parameters) 0.42x as fast (100 twins).
-# Unset, it is on from this many parameters.
+# keys and values. Measured on 2 CPU cores (float32): SmolLM2-135M runs the flagship 1.77x as
+# fast with it (24 twins). builtin:tiny (0.5M parameters) runs 1.18x as fast (100 twins), but
+# its probabilities would move by float32 rounding (4e-6), so below this many parameters it
+# stays off unless asked for; unset, it is on from here, on CPU (not measured on other devices).
 PREFIX_REUSE_MIN_PARAMETERS = 50_000_000
 
 class Options(BaseModel):
@@ -56,12 +57,12 @@ class Options(BaseModel):
     token_budget: int = Field(default=TOKEN_BUDGET, ge=256, description="padded tokens per forward "
                               "pass")
     prefix_reuse: bool | None = Field(default=None, description="compute each shared prompt prefix "
-                                      "once, in fixed-shape segments (exact to float rounding; "
-                                      "false: every prompt whole; unset: on for models of 50M "
-                                      "parameters or more)")
+                                      "once, each prompt alone in pieces (exact to float "
+                                      "rounding; false: every prompt whole, batched; unset: on "
+                                      "for models of 50M parameters or more on CPU)")
     prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of computed "
-                                 "prompt segments kept for later calls (0: within a chunk of one "
-                                 "call only); changes speed, never an answer")
+                                 "prompt pieces kept for later calls (0: shared within a call "
+                                 "only); changes speed, never an answer")
 
 
 def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> TransformersBackend:
@@ -115,12 +116,13 @@ class TransformersBackend:
         self.prompt_tokens = PromptTokens()
         self.prefix: SegmentScorer | None = None
         if prefix_reuse is None:
-            prefix_reuse = self.model.num_parameters() >= PREFIX_REUSE_MIN_PARAMETERS
+            prefix_reuse = (self.model.num_parameters() >= PREFIX_REUSE_MIN_PARAMETERS
+                            and device == "cpu")
         if prefix_reuse and full_attention(self.model.config):
             from engine.backends.segments import SegmentScorer
 
-            self.prefix = SegmentScorer(lambda **kw: self.model(**kw), token_budget=token_budget,
-                                        cache_bytes=prefix_cache_mb << 20, device=device,
+            self.prefix = SegmentScorer(lambda: self.model, device=device,
+                                        cache_bytes=prefix_cache_mb << 20,
                                         token_bytes=kv_bytes_per_token(self.model.config, dtype))
 
     def _load_adapters(self) -> None:
@@ -225,8 +227,10 @@ class TransformersBackend:
         for name in sorted({q.policy for q in queries}):  # the order the kept segments assume
             mine = [i for i, q in enumerate(queries) if q.policy == name]
             with no_grad(), self.policy(name):
-                found = self.prefix.label_logprobs(name, [prompts[i] for i in mine],
-                                                   [labels[i] for i in mine])
+                found = self.prefix.label_logprobs(
+                    name, [prompts[i] for i in mine],
+                    [self.chat.cuts(queries[i].messages, prompts[i]) for i in mine],
+                    [labels[i] for i in mine])
             for i, logprobs in zip(mine, found, strict=True):
                 out[i] = options_from_logprobs(logprobs)
         self.prompt_tokens.prompt_computed += self.prefix.computed - before
