@@ -5,10 +5,11 @@
 
 Both arms run the whole flagship (every round and stage) through `run_scenario` with a fresh run
 directory and the response cache unread, so every answer is computed; the only difference is the
-backend option `prefix_reuse` (segments, engine/backends/segments.py). Arms are interleaved (on,
-off, on, off, ...) so load on a shared machine falls on both. Prints each arm's seconds, prompt
-tokens computed/submitted (from the manifest), the speed ratio, the load average before and
-after, and whether the two arms gave the same answers and how far apart their probabilities are.
+backend option `prefix_reuse` (engine/backends/segments.py). Imports are made before any arm
+is timed; arms are interleaved (on, off, on, off, ...) so load on a shared machine falls on
+both. Prints each arm's seconds, prompt tokens computed/submitted (from the manifest), the
+speed ratio, the load average before and after, and whether the two arms gave the same answers
+and how far apart their probabilities are.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from engine.backends.transformers_backend import PREFIX_CACHE_MB
-from engine.model_source import with_model
+from engine.model_source import model_directory, with_model
 from engine.runner import run_scenario
 from scenarios.loader import load_scenario
 
@@ -50,6 +51,15 @@ def one_run(participants: int, model: str, dtype: str, reuse: bool, cache_mb: in
     return {"seconds": seconds, "tokens": tokens, "table": table}
 
 
+def warm_up(model: str) -> None:
+    """Import what a run loads (torch, transformers, the model's class) before any arm is timed:
+    otherwise the first arm alone pays seconds of imports."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_directory(with_model(load_scenario(FLAGSHIP), model)))
+    AutoModelForCausalLM.from_config(config)  # random weights: imports the modelling code only
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[bool, float]:
     """Whether two runs' answers are all the same, and the largest probability difference."""
     same = a["answer"].tolist() == b["answer"].tolist()
@@ -66,12 +76,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=1, help="pairs of interleaved arms")
     parser.add_argument("--prefix-cache-mb", type=int, default=PREFIX_CACHE_MB, help="MiB of "
-                        "computed segments kept for later calls (the belief stage's for the action "
-                        "stage); 0: within a chunk of one call only")
+                        "computed prompt pieces kept for later calls (the belief stage's for the "
+                        "action stage); 0: shared within a call only")
     args = parser.parse_args()
     print(f"flagship, {args.participants} participants, {args.model}, {args.dtype}, "
           f"prefix_cache_mb {args.prefix_cache_mb}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    warm_up(args.model)
     results: dict[bool, list[dict]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="prefix-reuse-") as scratch:
         for repeat in range(args.repeats):
