@@ -30,9 +30,9 @@ segment at each branch was computed once per branch, and filled short batches wi
 ran the flagship 1.43x as fast as scoring prompts whole, this one 1.77x (24 twins,
 docs/results.md).
 
-Memory: the pieces of one chunk of prompts while it is computed (at most half of
-`cache_bytes`, at least two passes' worth), plus the kept pieces (at most `cache_bytes`,
-shared by all policies), plus one pass's past.
+Memory: the kept pieces (at most `cache_bytes`, shared by all policies), plus the pieces of one
+chunk of prompts while it is computed (at most half of `cache_bytes`), plus one pass's past
+and new positions, twice (the model's cache copies it; at most half of `cache_bytes` each).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ SEGMENT = 64  # tokens of a first-turn piece, and the step a pass's past is padd
 STEP = 16  # a pass's new tokens are padded to a multiple of this
 MAX_PIECE = 512  # a longer stretch between cuts is cut every this many tokens
 BLOCK = 64  # token rows per matrix product in a linear layer (what makes rows batch-invariant)
-PASS_TOKENS = 4096  # at most this many token slots per pass
+PASS_TOKENS = 4096  # at most this many new token slots per pass
 
 # (policy, the token prefix a piece ends, where the prompt's pieces up to it end)
 Key = tuple[str, tuple[int, ...], tuple[int, ...]]
@@ -140,6 +140,9 @@ class SegmentScorer:
         self.model, self.device = model, device
         self.store = SegmentStore(cache_bytes)
         self.chunk_tokens = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
+        # past and new token positions of one pass (its KV is built, then copied once by the
+        # model's cache): at most half of the store's bytes
+        self.pass_positions = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
         self.computed = 0  # real prompt tokens run through the model
         self.slots = 0  # token positions the passes held (padding too)
 
@@ -218,7 +221,7 @@ class SegmentScorer:
             ready = [s for s, q in queues.items()
                      if len(q) >= remaining[s] or len(q) * s[1] >= PASS_TOKENS] or list(queues)
             shape = max(ready, key=lambda s: (len(queues[s]) * s[1], s))
-            rows = max(1, PASS_TOKENS // shape[1])
+            rows = max(1, min(PASS_TOKENS // shape[1], self.pass_positions // sum(shape)))
             batch, queues[shape] = queues[shape][:rows], queues[shape][rows:]
             remaining[shape] -= len(batch)
             if not queues[shape]:
