@@ -1,8 +1,8 @@
 """In-process transformers backend: batched, left-padded forward passes on CPU (or GPU).
 
-Option scoring computes each prompt alone, in pieces cut where conversations branch, and reads
-each piece computed before, in this call or a recent one (engine/backends/segments.py), on CPU
-for models large enough for it to pay; `prefix_reuse=False` scores every prompt whole, batched.
+Option scoring cuts prompts into pieces where conversations branch, computes each distinct piece
+once and reads pieces computed in this call or a recent one (engine/backends/segments.py), on
+CPU for models large enough for it to pay; `prefix_reuse=False` scores every prompt whole.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # torch loads with the model, not with this file (validating 
 # Padded tokens per forward pass. Measured on 2 CPU cores with builtin:tiny: ~8k-token batches
 # run at 70-100k tokens/s, 25k-token batches fall to ~25k tokens/s (activations leave the cache).
 TOKEN_BUDGET = 8_192
-# Keys and values of computed prompt pieces kept for later calls, in MiB (the prompt being scored
-# comes on top). What is kept changes speed only, never a bit of an answer (see segments).
+# Keys and values of computed prompt pieces kept for later calls, in MiB (a chunk being computed
+# and one pass come on top, at most half of this each). What is kept changes speed only, never a
+# bit of an answer (see segments).
 # SmolLM2-135M holds 46 KB per token in float32 (23 in bf16), builtin:tiny 2 KB.
 PREFIX_CACHE_MB = 1024
 # Prefix reuse pays when a token's forward pass costs more than copying and attending to its kept
@@ -57,8 +58,8 @@ class Options(BaseModel):
     token_budget: int = Field(default=TOKEN_BUDGET, ge=256, description="padded tokens per forward "
                               "pass")
     prefix_reuse: bool | None = Field(default=None, description="compute each shared prompt prefix "
-                                      "once, each prompt alone in pieces (exact to float "
-                                      "rounding; false: every prompt whole, batched; unset: on "
+                                      "once, in pieces cut where conversations branch (exact "
+                                      "to float rounding; false: every prompt whole; unset: on "
                                       "for models of 50M parameters or more on CPU)")
     prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of computed "
                                  "prompt pieces kept for later calls (0: shared within a call "
