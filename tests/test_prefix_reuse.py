@@ -84,8 +84,11 @@ def test_in_float32_reuse_stays_within_float32_rounding(backends):
     whole = backends["float32", False].option_distributions(QUERIES)
     # builtin:tiny's random weights amplify rounding: scoring prompts whole, one at a time
     # instead of batched, already moves a float32 probability by about 1e-6 (float64: 1e-15).
+    # That gap itself varies between fresh environments (measured 1.2e-7 to 4.6e-6, at the
+    # commit before this scorer too), so only reuse's own gap is held to 1e-5.
     alone = [d for q in QUERIES for d in backends["float32", False].option_distributions([q])]
-    assert gap(reused, whole) <= max(1e-6, 4 * gap(alone, whole)) <= 1e-5
+    assert gap(reused, whole) <= max(1e-6, 4 * gap(alone, whole))
+    assert gap(reused, whole) <= 1e-5
 
 
 def test_a_prompt_that_extends_an_earlier_call_computes_only_its_pieces_past_the_kept_ones(
