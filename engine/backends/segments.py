@@ -139,10 +139,10 @@ class SegmentScorer:
                  token_bytes: int, device: str) -> None:
         self.model, self.device = model, device
         self.store = SegmentStore(cache_bytes)
-        self.chunk_tokens = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
-        # past and new token positions of one pass (its KV is built, then copied once by the
-        # model's cache): at most half of the store's bytes
-        self.pass_positions = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
+        # token positions worth half the store's bytes bound both the new pieces of one chunk
+        # and one pass's past and new positions (its KV is built, then copied by the model's cache)
+        half = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
+        self.chunk_tokens = self.pass_positions = half
         self.computed = 0  # real prompt tokens run through the model
         self.slots = 0  # token positions the passes held (padding too)
 
