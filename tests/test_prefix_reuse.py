@@ -261,3 +261,25 @@ def test_a_piece_gets_the_same_bits_alone_and_in_a_pass_of_many_rows(tiny_dir):
     for prompt, among in zip(prompts, together, strict=True):
         assert np.array_equal(scorer.label_logprobs("base", [prompt], [(100, 150)], [[7, 9]])[0],
                               among)
+
+
+def test_linear_layers_cut_into_larger_products_give_the_bits_of_64_row_blocks():
+    """Larger products are used only where they round every row as BLOCK-row products do, so a
+    row's bits are those of BLOCK-row blocks however many rows its pass holds."""
+    import torch
+    import torch.nn.functional as F
+
+    from engine.backends.segments import BLOCK, SIZES, agrees, blocked_linears
+
+    generator = torch.Generator().manual_seed(3)
+    for layer in (torch.nn.Linear(96, 200), torch.nn.Linear(576, 192, bias=False)):
+        x = torch.randn(2 * SIZES[0] + 1337, layer.in_features, generator=generator)
+        with torch.inference_mode(), blocked_linears(layer):
+            out = layer(x)
+        padded = torch.cat([x, x.new_zeros(-len(x) % BLOCK, x.shape[1])])
+        with torch.inference_mode():
+            blocks = torch.cat([F.linear(padded[i:i + BLOCK], layer.weight, layer.bias)
+                                for i in range(0, len(padded), BLOCK)])[:len(x)]
+        assert torch.equal(out, blocks)
+        assert "forward" not in vars(layer)  # the swap is undone on exit
+        assert agrees(layer, BLOCK)

@@ -12,10 +12,11 @@ its end (the cuts after the first turn come from `ChatPrompt.cuts`).
 A piece of w tokens at positions [a, a + w) is computed as ceil(w / STEP) * STEP new tokens
 (left-padded, so its last token is the pass's last) over a past of ceil(a / SEGMENT) * SEGMENT
 positions (its own earlier pieces, then zeros), the padding hidden by its attention mask, while
-every linear layer multiplies its input BLOCK token rows at a time (`blocked_linears`). A
-matrix product rounds differently with its shape, so batches of different sizes would give a
-row different bits (measured: benchmarks/batch_invariance.py); with every shape a row's
-arithmetic sees fixed by the piece itself, a row gets the same bits alone or beside any others,
+every linear layer multiplies its input in blocks of rows that round each row as BLOCK-row
+products do (`blocked_linears`). A matrix product rounds differently with its shape, so
+batches of different sizes would give a row different bits (measured:
+benchmarks/batch_invariance.py); with every shape a row's arithmetic sees fixed by the piece
+itself, a row gets the same bits alone or beside any others,
 in any row (tests/test_prefix_reuse.py), and pieces of one shape share a pass however many
 there are. So a piece's keys and values (KV) and last logits are a function of its token
 prefix and the cuts before it alone; they are kept under that key and read by any later
@@ -24,7 +25,10 @@ bits as the run that was killed, and what the store keeps or evicts changes spee
 an answer.
 
 Costs, measured with SmolLM2-135M in float32 on 2 CPU cores: products of BLOCK rows run about
-15-20% slower than whole-batch ones. The scheme before this one (fixed [8, 64] segments, no
+35% slower per row than whole-batch ones, so a pass's rows are multiplied in the largest of
+SIZES that fit wherever those are found to round every row as BLOCK-row products do (`agrees`:
+on these cores every size from 4 rows up does), which took a 24-twin replay of the flagship's
+prompts from 88.8 s to 74.8 s with the same bits. The scheme before this one (fixed [8, 64] segments, no
 blocking) ran faster per slot but cut every prompt at multiples of 64 tokens, so the partial
 segment at each branch was computed once per branch, and filled short batches with copies: it
 ran the flagship 1.43x as fast as scoring prompts whole, this one 1.77x (24 twins,
@@ -273,12 +277,16 @@ class SegmentScorer:
 
 @contextlib.contextmanager
 def blocked_linears(model: torch.nn.Module) -> Iterator[None]:
-    """Inside, every linear layer of `model` multiplies its input BLOCK token rows at a time.
+    """Inside, every linear layer of `model` multiplies its input in fixed blocks of token rows:
+    as many of the largest SIZES as fit, then BLOCK rows at a time (the last padded).
 
     A matrix product's rounding depends on its shape (measured: a row's float32 logits move by
     4e-5 between batches of 1 and 3 rows), so with whole-batch products a row's bits would
-    depend on how many rows share its pass. In fixed blocks a row's bits depend on its own
-    inputs alone, and pieces of one shape share a pass however many there are."""
+    depend on how many rows share its pass. BLOCK-row products fix them; a larger size is used
+    on a layer only where its products were found bit-equal to BLOCK-row ones for that layer's
+    weight shape, dtype, device and thread count (`agreed_sizes`), so a row's bits are those of
+    BLOCK-row products whichever sizes its pass was cut into, and depend on its own inputs
+    alone."""
     layers = [m for m in model.modules()
               if isinstance(m, torch.nn.Linear) and "forward" not in vars(m)]
     for layer in layers:
@@ -291,18 +299,49 @@ def blocked_linears(model: torch.nn.Module) -> Iterator[None]:
 
 
 def _blocked(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)`, BLOCK token rows per product (the last block padded with zeros)."""
+    """`layer(x)` in blocks of rows: the largest SIZES that fit and agree with BLOCK-row
+    products on this layer, then BLOCK rows at a time (the last block padded with zeros)."""
     flat = x.reshape(-1, x.shape[-1])
     tokens = flat.shape[0]
     out = flat.new_empty(tokens, layer.out_features)
-    for first in range(0, tokens, BLOCK):
-        block = flat[first:first + BLOCK]
-        if len(block) < BLOCK:
-            block = torch.cat([block, block.new_zeros(BLOCK - len(block), block.shape[1])])
-            out[first:] = F.linear(block, layer.weight, layer.bias)[:tokens - first]
-        else:
-            out[first:first + BLOCK] = F.linear(block, layer.weight, layer.bias)
+    first = 0
+    for size in SIZES:
+        while tokens - first >= size and agrees(layer, size):
+            out[first:first + size] = F.linear(flat[first:first + size], layer.weight, layer.bias)
+            first += size
+    if first < tokens:
+        block = torch.cat([flat[first:], flat.new_zeros(BLOCK - (tokens - first), flat.shape[1])])
+        out[first:] = F.linear(block, layer.weight, layer.bias)[:tokens - first]
     return out.reshape(*x.shape[:-1], layer.out_features)
+
+
+# Larger products run faster per row: on 2 CPU cores (SmolLM2-135M's shapes, float32) 64-row
+# products cost 1.66 ms per token, 256-row ones 1.33, 1024-row ones 1.13 (whole-batch: 1.08).
+SIZES = (4096, 2048, 1024, 512, 256, 128, BLOCK)
+
+
+def agrees(layer: torch.nn.Linear, size: int) -> bool:
+    """Whether `size`-row products give this layer's rows the bits BLOCK-row products give."""
+    weight = layer.weight
+    return size == BLOCK or _agrees(tuple(weight.shape), weight.dtype, str(weight.device),
+                                    torch.get_num_threads(), layer.bias is not None, size)
+
+
+@functools.cache
+def _agrees(shape: tuple[int, int], dtype: torch.dtype, device: str, threads: int, bias: bool,
+            size: int) -> bool:
+    """Whether `size`-row products with a weight of `shape` give every row the bits BLOCK-row
+    products give. A product's rounding follows from its shapes, dtype, device and threads, not
+    from the values, so one random input settles it (measured on 2 CPU cores: every size from 4
+    rows up agrees; 1 to 3 rows take another path)."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(shape, generator=generator).to(dtype=dtype, device=device)
+    offset = (torch.randn(shape[0], generator=generator).to(dtype=dtype, device=device)
+              if bias else None)
+    rows = torch.randn(size, shape[1], generator=generator).to(dtype=dtype, device=device)
+    whole = F.linear(rows, weight, offset)
+    return all(torch.equal(whole[i:i + BLOCK], F.linear(rows[i:i + BLOCK], weight, offset))
+               for i in range(0, size, BLOCK))
 
 
 def _padded(work: dict[Key, Piece], task: Task, layer: int, kind: int,
