@@ -112,7 +112,8 @@ def test_a_prompt_that_extends_an_earlier_call_computes_only_its_pieces_past_the
 def test_each_piece_is_computed_once_in_a_call_and_reruns_give_the_same_bits(tiny_dir):
     from engine.backends.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0)  # none kept
+    backend = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0,
+                                  prefix_spill_mb=0)  # none kept
     queries = [family("base")[i] for i in (0, 1, 4)]
     first = backend.option_distributions(queries)
     prompts = [backend.prompt_ids(q.messages) for q in queries]
@@ -140,10 +141,11 @@ def test_the_bits_do_not_depend_on_the_other_prompts_of_a_call_or_on_what_was_ke
     keeping.option_distributions(queries[:3] + crowd[::2])
     among = keeping.option_distributions(crowd[1::2] + queries)[-len(queries):]
     assert keeping.prefix.store.kept and keeping.prefix.store.nbytes <= 64 << 20
-    fresh = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0)
+    fresh = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=0, prefix_spill_mb=0)
     alone = [d for q in queries for d in fresh.option_distributions([q])]
     assert same_bits(among, alone)
-    small = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=1)  # evicts, keeps few
+    small = TransformersBackend(tiny_dir, prefix_reuse=True, prefix_cache_mb=1,
+                               prefix_spill_mb=0)  # evicts, keeps few
     for part in (crowd, queries, crowd[::-1]):
         evicted = small.option_distributions(part)
     assert same_bits(evicted, keeping.option_distributions(crowd[::-1]))
@@ -152,7 +154,8 @@ def test_the_bits_do_not_depend_on_the_other_prompts_of_a_call_or_on_what_was_ke
 def test_a_store_that_keeps_nothing_splits_the_work_but_not_the_answers(tiny_dir, backends):
     from engine.backends.transformers_backend import TransformersBackend
 
-    tight = TransformersBackend(tiny_dir, dtype="float64", prefix_reuse=True, prefix_cache_mb=0)
+    tight = TransformersBackend(tiny_dir, dtype="float64", prefix_reuse=True, prefix_cache_mb=0,
+                                prefix_spill_mb=0)
     tight.prefix.chunk_tokens = 256  # chunks of a few prompts each
     many = family("base") + [ChoiceQuery((Message("system", PERSONA[:n]), Message("user", RAID)),
                                          ("A", "B")) for n in range(40, 200, 20)]

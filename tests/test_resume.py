@@ -77,11 +77,12 @@ def test_a_run_killed_mid_way_resumes_to_the_same_tables_as_an_uninterrupted_run
 
 
 def test_a_run_killed_mid_way_with_kept_prompt_segments_resumes_to_the_same_bits(tmp_path):
-    """Kept segments on (forced on builtin:tiny, with a store far smaller than the run, so it
-    evicts): the killed run kept segments the resumed one never sees, and still every
+    """Kept segments on (forced on builtin:tiny, with a store far smaller than the run and no
+    files, so it evicts): the killed run kept segments the resumed one never sees, and still every
     probability is bit-equal to an uninterrupted run's (see engine/backends/segments.py)."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    kept = ("--backend-option", "prefix_reuse=true", "--backend-option", "prefix_cache_mb=16")
+    kept = ("--backend-option", "prefix_reuse=true", "--backend-option", "prefix_cache_mb=16",
+            "--backend-option", "prefix_spill_mb=0")
     done = run_cli("run", str(FLAGSHIP), "--participants", PARTICIPANTS, "--seed", "4",
                    "--out", str(whole), *kept)
     assert done.returncode == 0, done.stderr

@@ -52,74 +52,13 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from engine.backends.piece_store import Key, Piece, SegmentStore
+
 SEGMENT = 64  # tokens of a first-turn piece, and the step a pass's past is padded to
 STEP = 16  # a pass's new tokens are padded to a multiple of this
 MAX_PIECE = 512  # a longer stretch between cuts is cut every this many tokens
 BLOCK = 64  # token rows per matrix product in a linear layer (what makes rows batch-invariant)
 PASS_TOKENS = 4096  # at most this many new token slots per pass
-
-# (policy, the token prefix a piece ends, where the prompt's pieces up to it end)
-Key = tuple[str, tuple[int, ...], tuple[int, ...]]
-Past = list[tuple[torch.Tensor, torch.Tensor]]  # keys and values by layer, [1, heads, tokens, dim]
-
-
-@dataclass
-class Piece:
-    """One computed piece of a prompt: its own tokens' KV by layer and its last position's logits."""
-
-    kv: Past
-    logits: torch.Tensor
-
-    @property
-    def nbytes(self) -> int:
-        return self.logits.numel() * self.logits.element_size() + sum(
-            k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
-
-
-class SegmentStore:
-    """Kept pieces by (policy, token prefix, cuts), within a byte budget.
-
-    Prompts are swept in sorted order, so a kept piece that sorts before the sweep's position
-    will not be asked for again in this call, and the next call (the next stage, extending these
-    prompts) sweeps in the same order from the start. When full, the store makes room from
-    pieces last used before the previous call, then from older calls' pieces the sweep has
-    passed; otherwise it keeps what it has (the earliest prompts), which the next sweep reads
-    first."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget, self.nbytes, self.call = budget, 0, 0
-        self.kept: dict[Key, tuple[Piece, int]] = {}  # a piece and the last call that used it
-
-    def get(self, key: Key) -> Piece | None:
-        found = self.kept.get(key)
-        if found is None:
-            return None
-        self.kept[key] = (found[0], self.call)
-        return found[0]
-
-    def add(self, new: dict[Key, Piece], position: Key) -> None:
-        """Keep `new` pieces if room can be made for them (all or the earliest)."""
-        size = sum(piece.nbytes for piece in new.values())
-        if self.nbytes + size > self.budget:
-            stale = [k for k, (_, c) in self.kept.items() if c < self.call - 1]
-            passed = sorted(k for k, (_, c) in self.kept.items()
-                            if c == self.call - 1 and k < position)
-            for key in (*stale, *passed):
-                if self.nbytes + size <= self.budget:
-                    break
-                piece, _ = self.kept.pop(key)
-                self.nbytes -= piece.nbytes
-        for key in sorted(new):
-            piece = new[key]
-            if self.nbytes + piece.nbytes > self.budget:
-                break
-            self.kept[key] = (piece, self.call)
-            self.nbytes += piece.nbytes
-
-    def clear(self) -> None:
-        self.kept.clear()
-        self.nbytes = 0
-
 
 @dataclass
 class Task:
@@ -140,9 +79,10 @@ class SegmentScorer:
     """Scores prompts one policy at a time, piece by piece, reusing computed pieces."""
 
     def __init__(self, model: Callable[[], torch.nn.Module], *, cache_bytes: int,
-                 token_bytes: int, device: str) -> None:
+                 token_bytes: int, device: str, spill_bytes: int = 0,
+                 spill_root: str | None = None) -> None:
         self.model, self.device = model, device
-        self.store = SegmentStore(cache_bytes)
+        self.store = SegmentStore(cache_bytes, spill_bytes, spill_root, device)
         # token positions worth half the store's bytes bound both the new pieces of one chunk
         # and one pass's past and new positions (its KV is built, then copied by the model's cache)
         half = max(cache_bytes // 2 // max(token_bytes, 1), 2 * PASS_TOKENS)
@@ -196,7 +136,7 @@ class SegmentScorer:
         shape's pass runs once every piece of that shape is ready (or a pass is full), so
         pieces of one shape share as few passes as their order allows."""
         missing = {t.key: t.shape for prompt in chunk for t in plans[prompt]
-                   if t.key not in self.store.kept}
+                   if t.key not in self.store}
         remaining = Counter(missing.values())  # pieces of each shape not computed yet
         work: dict[Key, Piece] = {}
         computed: dict[Key, Piece] = {}

@@ -47,6 +47,10 @@ PREFIX_CACHE_MB = 1024
 # its probabilities would move by float32 rounding (4e-6), so below this many parameters it
 # stays off unless asked for; unset, it is on from here, on CPU (not measured on other devices).
 PREFIX_REUSE_MIN_PARAMETERS = 50_000_000
+# Pieces the memory budget cannot keep go to files in the temporary directory, within this many
+# MiB (and at most half its disk's free space); a 929-twin flagship stage on SmolLM2 in float32
+# holds about 11 GB of them. Reading a token's KV back costs about 1/40 of recomputing it here.
+PREFIX_SPILL_MB = 16_384
 
 class Options(BaseModel):
     """`backend: transformers`: a local model in this process (CPU by default)."""
@@ -64,6 +68,11 @@ class Options(BaseModel):
     prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of computed "
                                  "prompt pieces kept for later calls (0: shared within a call "
                                  "only); changes speed, never an answer")
+    prefix_spill_mb: int = Field(default=PREFIX_SPILL_MB, ge=0, description="MiB of computed "
+                                 "prompt pieces kept in files under the temporary directory "
+                                 "(TMPDIR) when prefix_cache_mb is full, at most half the "
+                                 "disk's free space, removed when the run ends (0: none); "
+                                 "changes speed, never an answer")
 
 
 def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> TransformersBackend:
@@ -71,7 +80,8 @@ def build(model_dir: Path, adapters: Adapters, seed: int, options: Options) -> T
     return TransformersBackend(model_dir, adapters=adapters, dtype=options.dtype,
                                device=options.device, token_budget=options.token_budget,
                                prefix_reuse=options.prefix_reuse,
-                               prefix_cache_mb=options.prefix_cache_mb)
+                               prefix_cache_mb=options.prefix_cache_mb,
+                               prefix_spill_mb=options.prefix_spill_mb)
 
 
 @dataclass
@@ -97,7 +107,8 @@ class TransformersBackend:
     def __init__(self, model_dir: str | Path, *, dtype: str = "float32", device: str = "cpu",
                  token_budget: int = TOKEN_BUDGET,
                  adapters: Mapping[str, Path | None] | None = None, prefix_reuse: bool | None = None,
-                 prefix_cache_mb: int = PREFIX_CACHE_MB) -> None:
+                 prefix_cache_mb: int = PREFIX_CACHE_MB,
+                 prefix_spill_mb: int = PREFIX_SPILL_MB) -> None:
         from transformers import AutoModelForCausalLM
 
         self.model_dir = Path(model_dir)
@@ -124,6 +135,7 @@ class TransformersBackend:
 
             self.prefix = SegmentScorer(lambda: self.model, device=device,
                                         cache_bytes=prefix_cache_mb << 20,
+                                        spill_bytes=prefix_spill_mb << 20,
                                         token_bytes=kv_bytes_per_token(self.model.config, dtype))
 
     def _load_adapters(self) -> None:
