@@ -8,7 +8,7 @@ temporary git worktree and runs the same flagship run there and here, each arm i
 subprocess whose imports are made before its clock starts (both use this environment's
 packages), arms interleaved (commit, here, commit, here, ...) so load on a shared machine falls
 on both. Every backend option is left at its default in both trees except `dtype`. Prints each
-arm's seconds, the speed ratio, the load average, and whether the two trees gave the same
+arm's seconds and peak RSS, the speed ratio, the load average, and whether the two trees gave the same
 answers and how far apart their probabilities are.
 """
 
@@ -44,7 +44,9 @@ loaded = with_model(load_scenario(Path(tree) / "scenarios" / "security_disclosur
 started = time.perf_counter()
 run_scenario(loaded, participants=int(participants), out=Path(out), fresh=True,
              backend_kind="transformers", backend_options={"dtype": dtype})
-print(json.dumps({"seconds": time.perf_counter() - started}))
+import resource
+print(json.dumps({"seconds": time.perf_counter() - started,
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 """
 
 
@@ -54,10 +56,10 @@ def arm(tree: Path, participants: int, model: str, dtype: str, out: Path) -> dic
                            str(out)], capture_output=True, text=True, check=False, cwd=tree)
     if done.returncode:
         raise SystemExit(f"the run in {tree} failed:\n{done.stderr[-3000:]}")
-    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    timed = json.loads(done.stdout.strip().splitlines()[-1])
     table = pd.read_parquet(out / "responses.parquet").sort_values(
         ["participant_id", "policy", "round", "stage", "question_id"]).reset_index(drop=True)
-    return {"seconds": seconds, "table": table}
+    return {**timed, "table": table}
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[bool, float]:
@@ -94,7 +96,8 @@ def main() -> None:
                                  Path(scratch) / f"{name}-{repeat}")
                     times[name].append(result["seconds"])
                     tables.setdefault(name, result["table"])
-                    print(f"  {name:6}: {result['seconds']:7.1f} s; load "
+                    print(f"  {name:6}: {result['seconds']:7.1f} s, peak RSS "
+                          f"{result['peak_rss_gb']:.2f} GiB; load "
                           f"{os.getloadavg()[0]:.2f}", flush=True)
         finally:
             subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(old)],
