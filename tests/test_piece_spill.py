@@ -15,7 +15,7 @@ import torch
 
 from agents.conversation import Message
 from engine.backends.base import ChoiceQuery
-from engine.backends.piece_store import PREFIX, Piece, SpillFiles
+from engine.backends.piece_store import LOCK, PREFIX, Piece, SpillFiles
 
 SYSTEM = Message("system", "You are a participant in an online decision-making study, a pirate "
                  "choosing which of two beaches to raid after the queen's statement. " * 3)
@@ -59,20 +59,41 @@ def test_files_stay_within_their_budget_and_make_room_from_stale_pieces(tmp_path
     files.add({key(n): piece(torch.float32, 40, n) for n in range(6, 8)}, key(0), call=3)
     assert set(files.files) == {key(3), key(6), key(7)}  # call 1's pieces are stale by call 3
     assert files.nbytes <= files.budget
-    assert len(list(files.directory.iterdir())) == 3
+    assert len(list(files.directory.glob("*.bin"))) == 3
 
 
 def test_a_killed_process_files_are_removed_by_the_next_to_spill(tmp_path):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    orphan, alive = tmp_path / f"{PREFIX}{gone.pid}-abc", tmp_path / f"{PREFIX}1-abc"
-    for directory in (orphan, alive):
+    """A writer holds its directory's lock while it lives; a killed one's lock is free."""
+    orphan, alive, old = (tmp_path / f"{PREFIX}{n}-abc" for n in (11, 12, 13))
+    for directory in (orphan, alive, old):
         directory.mkdir()
         (directory / "0.bin").write_bytes(b"x")
-    files = SpillFiles(1 << 20, str(tmp_path))
-    files.add({key(3): piece(torch.float32, 3, seed=2)}, key(0), call=1)
-    assert not orphan.exists() and alive.exists()  # pid 1 is running
-    assert files.directory is not None and files.directory.name.startswith(PREFIX)
+    (orphan / LOCK).touch()  # its writer was killed: nobody holds the lock
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(alive / LOCK)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        files = SpillFiles(1 << 20, str(tmp_path))
+        files.add({key(3): piece(torch.float32, 3, seed=2)}, key(0), call=1)
+        assert not orphan.exists() and not old.exists()  # old: no lock file at all
+        assert alive.exists() and (alive / "0.bin").exists()
+        assert files.directory is not None and files.directory.name.startswith(PREFIX)
+        assert (files.directory / LOCK).exists()
+        again = SpillFiles(1 << 20, str(tmp_path))  # another store: ours is held too
+        again.add({key(4): piece(torch.float32, 4, seed=2)}, key(0), call=1)
+        assert files.directory.exists() and again.directory != files.directory
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD = """
+import fcntl, sys, time
+lock = open(sys.argv[1], "w")
+fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(60)
+"""
 
 
 def test_a_later_call_reads_spilled_pieces_with_the_bits_it_would_compute(tiny_dir, tmp_path,
@@ -98,3 +119,53 @@ def test_a_later_call_reads_spilled_pieces_with_the_bits_it_would_compute(tiny_d
     directory = store.spill.directory
     spilling.prefix.forget()  # the weights are about to change: files go too
     assert not directory.exists() and not store.spill.files
+
+
+def test_the_store_keeps_the_earliest_pieces_in_memory_and_the_rest_in_files(tmp_path):
+    from engine.backends.piece_store import SegmentStore
+
+    size = piece(torch.float32, 40, seed=0).nbytes
+    store = SegmentStore(2 * size, 2 * size, str(tmp_path))
+    store.call = 1
+    new = {key(n): piece(torch.float32, 40, n) for n in range(1, 6)}
+    store.add(new, key(0))
+    assert sorted(store.kept) == [key(1), key(2)] and sorted(store.spill.files) == [key(3), key(4)]
+    assert key(5) not in store and all(key(n) in store for n in range(1, 5))
+    store.call = 2
+    back = store.get(key(4))
+    assert back is not None and all(torch.equal(a, b) for a, b in
+                                    zip(back.tensors(), new[key(4)].tensors(), strict=True))
+    assert store.nbytes <= store.budget and store.spill.nbytes <= store.spill.budget
+
+
+def test_a_file_that_cannot_be_read_back_is_computed_again_not_an_error(tmp_path):
+    files = SpillFiles(1 << 20, str(tmp_path))
+    files.add({key(5): piece(torch.float32, 5, seed=1), key(6): piece(torch.float32, 6, seed=1)},
+              key(0), call=1)
+    path = files.files[key(5)][0]
+    path.write_bytes(path.read_bytes()[:-4])  # cut short
+    files.files[key(6)][0].unlink()  # removed by someone else
+    assert files.get(key(5), call=2, device="cpu") is None
+    assert files.get(key(6), call=2, device="cpu") is None
+    assert not files.files and files.nbytes == 0
+
+
+def test_spilling_is_switched_off_when_the_directory_cannot_be_written(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    files = SpillFiles(1 << 20, str(blocked))
+    files.add({key(5): piece(torch.float32, 5, seed=1)}, key(0), call=1)
+    assert not files.files and files.budget == 0
+
+
+def test_no_files_on_a_filesystem_held_in_memory():
+    from engine.backends.piece_store import in_memory
+
+    shm = Path("/dev/shm")
+    mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
+    if not any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts.splitlines()):
+        pytest.skip("no tmpfs at /dev/shm here")
+    assert in_memory(shm) and not in_memory(Path(__file__).parent)
+    files = SpillFiles(1 << 20, str(shm))
+    files.add({key(5): piece(torch.float32, 5, seed=1)}, key(0), call=1)
+    assert not files.files and files.budget == 0 and files.directory is None

@@ -4,17 +4,21 @@ what does not fit there in files within another (engine/backends/segments.py com
 A piece's bits are a function of its key alone, so what is kept, spilled or evicted changes
 speed only. Files are written and read back byte for byte (any dtype), under a temporary
 directory made on the first spill and removed when the store is cleared or collected (a
-process killed before that leaves it behind; the next one to spill there removes it).
+process killed before that leaves it behind, unlocked; the next one to spill there removes it).
+Spilling never stops a run: where files cannot be written it is switched off, and a piece whose
+file cannot be read back is computed again.
 
 Why files: a later stage reads every participant's pieces of the stage before, 46 KB per token
 for SmolLM2-135M in float32, about 12 MB per flagship participant and stage; past about 40
 participants the default memory budget cannot keep a stage's pieces, and recomputing a token
-there costs about 1.7 ms against 0.04 ms to read its 46 KB back (measured on 2 CPU cores, an
-ext4 disk: 2 GB written in 5.5 s with sync, read in 1.6 s).
+there costs about 1.7 ms against 0.04-0.13 ms to write or read its 46 KB (measured on 2 CPU
+cores, an ext4 disk: 2 GB written in 5.5 s with sync, read in 1.6 s from the page cache).
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +26,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -55,66 +60,104 @@ def evictable(last_used: dict[Key, int], call: int, position: Key) -> list[Key]:
 
 
 PREFIX = "survey-twins-pieces-"  # then the writing process's id
+LOCK = ".lock"  # held by the process writing the directory while it lives
+MEMORY_FILESYSTEMS = {"tmpfs", "ramfs"}  # files there are memory: no spilling
+log = logging.getLogger(__name__)
 
 
 def remove_orphans(root: Path) -> None:
-    """Remove spill directories under `root` whose process is gone (killed before it could)."""
-    for directory in root.glob(f"{PREFIX}*-*"):
-        pid = directory.name[len(PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(directory, ignore_errors=True)
+    """Remove spill directories under `root` whose writer is gone (killed before it could):
+    those whose lock nobody holds."""
+    for directory in root.glob(f"{PREFIX}*"):
+        try:
+            with (directory / LOCK).open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (its writer lives), or not ours to open
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def in_memory(path: Path) -> bool:
+    """Whether `path` is on a filesystem held in memory (Linux /proc/mounts; False elsewhere)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
         return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    resolved = str(path.resolve())
+    matching = [(point, kind) for point, kind in mounts
+                if resolved == point or resolved.startswith(point.rstrip("/") + "/")]
+    return bool(matching) and max(matching, key=lambda m: len(m[0]))[1] in MEMORY_FILESYSTEMS
+
+
+def _remove(directory: Path, owner: int) -> None:
+    """Remove a spill directory, from the process that made it only (not a forked child)."""
+    if os.getpid() == owner:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class SpillFiles:
-    """Pieces in files, one per piece, within a byte budget (at most half the free space of the
-    temporary directory's disk when it is made)."""
+    """Pieces in files, one per piece, within a byte budget: at most half the free space of the
+    disk, checked before each batch of writes; none on a filesystem held in memory. A file
+    that cannot be written switches spilling off; one that cannot be read back is computed
+    again. A forked child neither reads, writes nor removes its parent's files."""
 
     def __init__(self, budget: int, root: str | None = None) -> None:
         self.budget, self.nbytes, self.root = budget, 0, root
         self.files: dict[Key, tuple[Path, list[tuple[torch.dtype, tuple[int, ...]]], int]] = {}
         self.last_used: dict[Key, int] = {}
         self.directory: Path | None = None
+        self.lock: IO[str] | None = None
+        self.owner = os.getpid()
         self.written = 0  # files written, ever (names)
 
     def __contains__(self, key: Key) -> bool:
-        return key in self.files
+        return key in self.files and os.getpid() == self.owner
 
     def add(self, new: dict[Key, Piece], position: Key, call: int) -> None:
         """Write `new` pieces if room can be made for them (all or the earliest)."""
-        size = sum(piece.nbytes for piece in new.values())
-        if not new or self._directory() is None:
+        directory = self._directory() if new else None
+        if directory is None:
             return
-        if self.nbytes + size > self.budget:
-            self._drop(evictable(self.last_used, call, position), size)
-        for key in sorted(new):
-            piece = new[key]
-            if self.nbytes + piece.nbytes > self.budget:
-                break
-            tensors = piece.tensors()
-            path = self._directory() / f"{self.written}.bin"
-            self.written += 1
+        try:
+            room = self.nbytes + shutil.disk_usage(directory).free // 2
+            size = sum(piece.nbytes for piece in new.values())
+            if self.nbytes + size > min(self.budget, room):
+                self._drop(evictable(self.last_used, call, position), size, min(self.budget, room))
+            for key in sorted(new):
+                piece = new[key]
+                if self.nbytes + piece.nbytes > min(self.budget, room):
+                    break
+                self._write(directory, key, piece, call)
+        except OSError as exc:
+            log.warning("prefix reuse: no more pieces go to files in %s (%s)", directory, exc)
+            self.budget = 0
+
+    def _write(self, directory: Path, key: Key, piece: Piece, call: int) -> None:
+        tensors = piece.tensors()
+        path = directory / f"{self.written}.bin"
+        self.written += 1
+        try:
             np.concatenate([t.detach().reshape(-1).cpu().view(torch.uint8).numpy()
                             for t in tensors]).tofile(path)
-            self.files[key] = (path, [(t.dtype, tuple(t.shape)) for t in tensors], piece.nbytes)
-            self.last_used[key] = call
-            self.nbytes += piece.nbytes
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        self.files[key] = (path, [(t.dtype, tuple(t.shape)) for t in tensors], piece.nbytes)
+        self.last_used[key] = call
+        self.nbytes += piece.nbytes
 
     def get(self, key: Key, call: int, device: str) -> Piece | None:
-        found = self.files.get(key)
+        found = self.files.get(key) if os.getpid() == self.owner else None
         if found is None:
             return None
-        path, layout, _ = found
-        raw = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+        path, layout, nbytes = found
+        try:
+            raw = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+        except OSError:
+            raw = torch.empty(0, dtype=torch.uint8)
+        if raw.numel() != nbytes:  # gone or cut short: computed again
+            self._drop([key], None, self.budget)
+            return None
         tensors, at = [], 0
         for dtype, shape in layout:
             size = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
@@ -125,15 +168,22 @@ class SpillFiles:
         return Piece(pairs, tensors[-1])
 
     def clear(self) -> None:
-        self._drop(list(self.files), None)
+        if os.getpid() != self.owner:  # a forked child: the files are its parent's
+            self.files.clear()
+            return
+        self._drop(list(self.files), None, self.budget)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
-    def _drop(self, keys: Iterable[Key], until: int | None) -> None:
-        """Delete these pieces' files, in order, until `until` more bytes fit (None: all)."""
+    def _drop(self, keys: Iterable[Key], until: int | None, budget: int) -> None:
+        """Delete these pieces' files, in order, until `until` more bytes fit in `budget` (None:
+        all)."""
         for key in keys:
-            if until is not None and self.nbytes + until <= self.budget:
+            if until is not None and self.nbytes + until <= budget:
                 return
             path, _, nbytes = self.files.pop(key)
             del self.last_used[key]
@@ -141,13 +191,30 @@ class SpillFiles:
             self.nbytes -= nbytes
 
     def _directory(self) -> Path | None:
-        """The directory files go to, made on first use (None: spilling is off)."""
+        """The directory files go to, made on first use (None: spilling is off, or this is a
+        forked child)."""
+        if os.getpid() != self.owner:
+            return None
         if self.directory is None and self.budget > 0:
             root = Path(self.root or tempfile.gettempdir())
-            remove_orphans(root)
-            self.directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
-            self.budget = min(self.budget, shutil.disk_usage(self.directory).free // 2)
-            weakref.finalize(self, shutil.rmtree, self.directory, True)
+            try:
+                if in_memory(root):
+                    log.info("prefix reuse: %s is held in memory; no pieces go to files", root)
+                    self.budget = 0
+                    return None
+                remove_orphans(root)
+                # locked before it is renamed to a name remove_orphans looks at
+                hidden = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{os.getpid()}-", dir=root))
+                self.lock = (hidden / LOCK).open("w")
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                directory = hidden.with_name(hidden.name[1:])
+                hidden.rename(directory)
+            except OSError as exc:
+                log.warning("prefix reuse: no pieces go to files in %s (%s)", root, exc)
+                self.budget = 0
+                return None
+            self.directory = directory
+            weakref.finalize(self, _remove, directory, os.getpid())
         return self.directory
 
 
