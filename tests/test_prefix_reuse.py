@@ -184,6 +184,7 @@ def test_answer_logits_are_the_same_and_forget_the_kept_prefixes(backends):
     with torch.no_grad(), on.policy("tuned"), off.policy("tuned"):
         assert torch.equal(on.answer_logits(prompts, keep=2), off.answer_logits(prompts, keep=2))
     assert not on.prefix.store.kept  # training changes weights: nothing computed before may be read
+    assert not on.prefix.store.spill.files
 
 
 def test_the_option_turns_reuse_off(tiny_dir):
@@ -266,23 +267,44 @@ def test_a_piece_gets_the_same_bits_alone_and_in_a_pass_of_many_rows(tiny_dir):
                               among)
 
 
-def test_linear_layers_cut_into_larger_products_give_the_bits_of_64_row_blocks():
+def test_linear_layers_cut_into_larger_products_give_the_bits_of_64_row_blocks(monkeypatch):
     """Larger products are used only where they round every row as BLOCK-row products do, so a
     row's bits are those of BLOCK-row blocks however many rows its pass holds."""
     import torch
     import torch.nn.functional as F
 
-    from engine.backends.segments import BLOCK, SIZES, agrees, blocked_linears
+    from engine.backends import segments
+    from engine.backends.segments import BLOCK, SIZES, blocked_linears
 
+    linear, sizes = F.linear, []
+
+    def spy(x, weight, *args):
+        if weight is layer.weight:  # not the probes' own products
+            sizes.append(len(x))
+        return linear(x, weight, *args)
+
+    # 1024-row products said to round otherwise: they must not be used; the rest as probed
+    probe, probed = segments._agrees, []
+
+    def agrees(*key):
+        probed.append(probe(*key))
+        return key[-1] != 1024 and probed[-1]
+
+    monkeypatch.setattr(segments, "_agrees", agrees)
     generator = torch.Generator().manual_seed(3)
     for layer in (torch.nn.Linear(96, 200), torch.nn.Linear(576, 192, bias=False)):
-        x = torch.randn(2 * SIZES[0] + 1337, layer.in_features, generator=generator)
+        x = torch.randn(2 * SIZES[0] + 1509, layer.in_features, generator=generator)
         with torch.inference_mode(), blocked_linears(layer):
+            monkeypatch.setattr(F, "linear", spy)
             out = layer(x)
+            monkeypatch.setattr(F, "linear", linear)
         padded = torch.cat([x, x.new_zeros(-len(x) % BLOCK, x.shape[1])])
         with torch.inference_mode():
             blocks = torch.cat([F.linear(padded[i:i + BLOCK], layer.weight, layer.bias)
                                 for i in range(0, len(padded), BLOCK)])[:len(x)]
         assert torch.equal(out, blocks)
         assert "forward" not in vars(layer)  # the swap is undone on exit
-        assert agrees(layer, BLOCK)
+    assert 1024 not in sizes and probed
+    if all(probed):  # as on the cores measured: every size from 4 rows up rounds as 64 rows do
+        # 9701 rows: 4096 twice, 512 twice (never 1024), 256, 128, 64, then 37 rows padded to 64
+        assert sizes == 2 * [4096, 4096, 512, 512, 256, 128, 64, 64]

@@ -28,13 +28,14 @@ Costs, measured with SmolLM2-135M in float32 on 2 CPU cores: products of BLOCK r
 35% slower per row than whole-batch ones, so a pass's rows are multiplied in the largest of
 SIZES that fit wherever those are found to round every row as BLOCK-row products do (`agrees`:
 on these cores every size from 4 rows up does), which took a 24-twin replay of the flagship's
-prompts from 88.8 s to 74.8 s with the same bits. The scheme before this one (fixed [8, 64] segments, no
-blocking) ran faster per slot but cut every prompt at multiples of 64 tokens, so the partial
-segment at each branch was computed once per branch, and filled short batches with copies: it
-ran the flagship 1.43x as fast as scoring prompts whole, this one 1.77x (24 twins,
-docs/results.md).
+prompts from 88.8 s to 74.8 s with the same bits. The scheme before this one (fixed [8, 64]
+segments, no blocking) ran faster per slot but cut every prompt at multiples of 64 tokens, so
+the partial segment at each branch was computed once per branch, and filled short batches with
+copies. Against the code before any of this (benchmarks/against_commit.py, docs/results.md),
+the flagship runs 2.10x as fast on 24 twins and 2.03x on 48.
 
-Memory: the kept pieces (at most `cache_bytes`, shared by all policies), plus the pieces of one
+Memory: the kept pieces (at most `cache_bytes`, shared by all policies; what does not fit goes
+to files within `spill_bytes`, engine/backends/piece_store.py), plus the pieces of one
 chunk of prompts while it is computed (at most half of `cache_bytes`), plus one pass's past
 and new positions, twice (the model's cache copies it; at most half of `cache_bytes` each).
 """
@@ -59,6 +60,7 @@ STEP = 16  # a pass's new tokens are padded to a multiple of this
 MAX_PIECE = 512  # a longer stretch between cuts is cut every this many tokens
 BLOCK = 64  # token rows per matrix product in a linear layer (what makes rows batch-invariant)
 PASS_TOKENS = 4096  # at most this many new token slots per pass
+
 
 @dataclass
 class Task:
@@ -152,6 +154,9 @@ class SegmentScorer:
                     kept = self.store.get(task.key)
                     if kept is None:
                         if task.key not in waiting:
+                            if task.key not in missing:  # its file could not be read back
+                                missing[task.key] = task.shape
+                                remaining[task.shape] += 1
                             waiting[task.key] = []
                             queues.setdefault(task.shape, []).append(task)
                         waiting[task.key].append(prompt)
@@ -224,7 +229,7 @@ def blocked_linears(model: torch.nn.Module) -> Iterator[None]:
     4e-5 between batches of 1 and 3 rows), so with whole-batch products a row's bits would
     depend on how many rows share its pass. BLOCK-row products fix them; a larger size is used
     on a layer only where its products were found bit-equal to BLOCK-row ones for that layer's
-    weight shape, dtype, device and thread count (`agreed_sizes`), so a row's bits are those of
+    weight shape, dtype, device and thread count (`agrees`), so a row's bits are those of
     BLOCK-row products whichever sizes its pass was cut into, and depend on its own inputs
     alone."""
     layers = [m for m in model.modules()
@@ -238,6 +243,11 @@ def blocked_linears(model: torch.nn.Module) -> Iterator[None]:
             del layer.forward
 
 
+# Larger products run faster per row: on 2 CPU cores (SmolLM2-135M's shapes, float32) 64-row
+# products cost 1.66 ms per token, 256-row ones 1.33, 1024-row ones 1.13 (whole-batch: 1.08).
+SIZES = (4096, 2048, 1024, 512, 256, 128, BLOCK)
+
+
 def _blocked(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """`layer(x)` in blocks of rows: the largest SIZES that fit and agree with BLOCK-row
     products on this layer, then BLOCK rows at a time (the last block padded with zeros)."""
@@ -245,8 +255,8 @@ def _blocked(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     tokens = flat.shape[0]
     out = flat.new_empty(tokens, layer.out_features)
     first = 0
-    for size in SIZES:
-        while tokens - first >= size and agrees(layer, size):
+    for size in [s for s in SIZES if s <= tokens and agrees(layer, s)]:
+        while tokens - first >= size:
             out[first:first + size] = F.linear(flat[first:first + size], layer.weight, layer.bias)
             first += size
     if first < tokens:
@@ -255,27 +265,26 @@ def _blocked(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(*x.shape[:-1], layer.out_features)
 
 
-# Larger products run faster per row: on 2 CPU cores (SmolLM2-135M's shapes, float32) 64-row
-# products cost 1.66 ms per token, 256-row ones 1.33, 1024-row ones 1.13 (whole-batch: 1.08).
-SIZES = (4096, 2048, 1024, 512, 256, 128, BLOCK)
-
-
 def agrees(layer: torch.nn.Linear, size: int) -> bool:
     """Whether `size`-row products give this layer's rows the bits BLOCK-row products give."""
     weight = layer.weight
-    return size == BLOCK or _agrees(tuple(weight.shape), weight.dtype, str(weight.device),
-                                    torch.get_num_threads(), layer.bias is not None, size)
+    return size == BLOCK or _agrees(tuple(weight.shape), tuple(weight.stride()), weight.dtype,
+                                    str(weight.device), torch.get_num_threads(),
+                                    torch.get_float32_matmul_precision(), layer.bias is not None,
+                                    size)
 
 
 @functools.cache
-def _agrees(shape: tuple[int, int], dtype: torch.dtype, device: str, threads: int, bias: bool,
-            size: int) -> bool:
-    """Whether `size`-row products with a weight of `shape` give every row the bits BLOCK-row
-    products give. A product's rounding follows from its shapes, dtype, device and threads, not
-    from the values, so one random input settles it (measured on 2 CPU cores: every size from 4
-    rows up agrees; 1 to 3 rows take another path)."""
+def _agrees(shape: tuple[int, int], stride: tuple[int, int], dtype: torch.dtype, device: str,
+            threads: int, precision: str, bias: bool, size: int) -> bool:
+    """Whether `size`-row products with a weight of `shape` and `stride` give every row the bits
+    BLOCK-row products give. A product's rounding follows from its shapes, strides, dtype,
+    device, threads and matmul precision, not from the values, so one random input settles it
+    (measured on 2 CPU cores: every size from 4 rows up agrees; 1 to 3 rows take another path).
+    `threads` and `precision` are the current ones (part of the key only)."""
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(shape, generator=generator).to(dtype=dtype, device=device)
+    weight = torch.empty_strided(shape, stride, dtype=dtype, device=device)
+    weight.copy_(torch.randn(shape, generator=generator))
     offset = (torch.randn(shape[0], generator=generator).to(dtype=dtype, device=device)
               if bias else None)
     rows = torch.randn(size, shape[1], generator=generator).to(dtype=dtype, device=device)
