@@ -42,10 +42,11 @@ TOKEN_BUDGET = 8_192
 # SmolLM2-135M holds 46 KB per token in float32 (23 in bf16), builtin:tiny 2 KB.
 PREFIX_CACHE_MB = 1024
 # Prefix reuse pays when a token's forward pass costs more than copying and attending to its kept
-# keys and values. Measured on 2 CPU cores (float32): SmolLM2-135M runs the flagship 1.77x as
-# fast with it (24 twins). builtin:tiny (0.5M parameters) runs 1.18x as fast (100 twins), but
-# its probabilities would move by float32 rounding (4e-6), so below this many parameters it
-# stays off unless asked for; unset, it is on from here, on CPU (not measured on other devices).
+# keys and values. Measured on 2 CPU cores (float32): SmolLM2-135M runs the flagship 2.10x as
+# fast as the code before reuse (24 twins; 2.03x on 48). builtin:tiny (0.5M parameters) runs
+# 1.18x as fast (100 twins), but its probabilities would move by float32 rounding (4e-6), so
+# below this many parameters it stays off unless asked for; unset, it is on from here, on CPU
+# (not measured on other devices).
 PREFIX_REUSE_MIN_PARAMETERS = 50_000_000
 # Pieces the memory budget cannot keep go to files in the temporary directory, within this many
 # MiB (and at most half its disk's free space); a 929-twin flagship stage on SmolLM2 in float32
@@ -66,7 +67,8 @@ class Options(BaseModel):
                                       "to float rounding; false: every prompt whole; unset: on "
                                       "for models of 50M parameters or more on CPU)")
     prefix_cache_mb: int = Field(default=PREFIX_CACHE_MB, ge=0, description="MiB of computed "
-                                 "prompt pieces kept for later calls (0: shared within a call "
+                                 "prompt pieces kept in memory for later calls (0: none in "
+                                 "memory; with prefix_spill_mb=0 too, shared within a call "
                                  "only); changes speed, never an answer")
     prefix_spill_mb: int = Field(default=PREFIX_SPILL_MB, ge=0, description="MiB of computed "
                                  "prompt pieces kept in files under the temporary directory "
