@@ -1,7 +1,7 @@
 """The flagship on the transformers backend, this tree against an earlier commit, same seed.
 
     python benchmarks/against_commit.py --commit c02546e [--participants 24]
-        [--model builtin:smollm2-135m] [--dtype float32] [--repeats 1]
+        [--model builtin:smollm2-135m] [--dtype float32] [--repeats 1] [--arms commit,here]
 
 "Before this issue" is a commit, not an option of today's code: this checks the commit out in a
 temporary git worktree and runs the same flagship run there and here, each arm in a fresh
@@ -9,7 +9,8 @@ subprocess whose imports are made before its clock starts (both use this environ
 packages), arms interleaved (commit, here, commit, here, ...) so load on a shared machine falls
 on both. Every backend option is left at its default in both trees except `dtype`. Prints each
 arm's seconds and peak RSS, the speed ratio, the load average, and whether the two trees gave the same
-answers and how far apart their probabilities are.
+answers and how far apart their probabilities are. `--arms here` times this tree alone (a run
+too long to time twice: its seconds per participant, no ratio).
 """
 
 from __future__ import annotations
@@ -73,13 +74,19 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[bool, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--commit", required=True, help="the commit to time against, e.g. the "
-                        "parent of an issue's first commit")
+    parser.add_argument("--commit", help="the commit to time against, e.g. the parent of an "
+                        "issue's first commit")
     parser.add_argument("--participants", type=int, default=24)
     parser.add_argument("--model", default="builtin:smollm2-135m")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=1, help="pairs of interleaved arms")
+    parser.add_argument("--arms", default="commit,here", choices=["commit,here", "here"])
     args = parser.parse_args()
+    if args.arms == "here":
+        alone(args)
+        return
+    if not args.commit:
+        parser.error("--commit is needed unless --arms here")
     print(f"flagship, {args.participants} participants, {args.model}, {args.dtype}: "
           f"{args.commit} against this tree; load average {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} CPUs", flush=True)
@@ -107,6 +114,19 @@ def main() -> None:
     print(f"best of {args.repeats}: {args.commit} {before:.1f} s, this tree {now:.1f} s, "
           f"speed-up {before / now:.2f}x; answers the same: {same}; largest probability "
           f"difference {gap:.2e}; load average now {os.getloadavg()[0]:.2f}")
+
+
+def alone(args: argparse.Namespace) -> None:
+    """This tree's flagship run alone, `repeats` times: seconds, per participant, peak RSS."""
+    print(f"flagship, {args.participants} participants, {args.model}, {args.dtype}: this tree "
+          f"alone; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    with tempfile.TemporaryDirectory(prefix="against-commit-") as scratch:
+        for repeat in range(args.repeats):
+            result = arm(HERE, args.participants, args.model, args.dtype,
+                         Path(scratch) / f"here-{repeat}")
+            print(f"  here: {result['seconds']:7.1f} s ({result['seconds'] / args.participants:.2f}"
+                  f" s per participant), peak RSS {result['peak_rss_gb']:.2f} GiB; load "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":
