@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
 import pandas as pd
 
+from benchmarks.against_commit import compare
 from engine.backends.transformers_backend import PREFIX_CACHE_MB
 from engine.model_source import model_directory, with_model
 from engine.runner import run_scenario
@@ -58,14 +58,6 @@ def warm_up(model: str) -> None:
 
     config = AutoConfig.from_pretrained(model_directory(with_model(load_scenario(FLAGSHIP), model)))
     AutoModelForCausalLM.from_config(config)  # random weights: imports the modelling code only
-
-
-def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[bool, float]:
-    """Whether two runs' answers are all the same, and the largest probability difference."""
-    same = a["answer"].tolist() == b["answer"].tolist()
-    gap = max(float(np.abs(np.asarray(x, dtype=float) - np.asarray(y, dtype=float)).max())
-              for x, y in zip(a["probs"], b["probs"], strict=True))
-    return same, gap
 
 
 def main() -> None:
