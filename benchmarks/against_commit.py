@@ -60,7 +60,16 @@ def arm(tree: Path, participants: int, model: str, dtype: str, out: Path) -> dic
     timed = json.loads(done.stdout.strip().splitlines()[-1])
     table = pd.read_parquet(out / "responses.parquet").sort_values(
         ["participant_id", "policy", "round", "stage", "question_id"]).reset_index(drop=True)
-    return {**timed, "table": table}
+    tokens = json.loads((out / "manifest.json").read_text()).get("backend", {}).get("tokens")
+    return {**timed, "table": table, "tokens": tokens}
+
+
+def computed(tokens: dict | None) -> str:
+    """The share of prompt tokens computed, where the tree counts them."""
+    if not tokens or not tokens.get("prompt_submitted"):
+        return ""
+    share = tokens["prompt_computed"] / tokens["prompt_submitted"]
+    return f", {share:.1%} of {tokens['prompt_submitted']} prompt tokens computed"
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[bool, float]:
@@ -104,7 +113,7 @@ def main() -> None:
                     times[name].append(result["seconds"])
                     tables.setdefault(name, result["table"])
                     print(f"  {name:6}: {result['seconds']:7.1f} s, peak RSS "
-                          f"{result['peak_rss_gb']:.2f} GiB; load "
+                          f"{result['peak_rss_gb']:.2f} GiB{computed(result['tokens'])}; load "
                           f"{os.getloadavg()[0]:.2f}", flush=True)
         finally:
             subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(old)],
@@ -125,8 +134,8 @@ def alone(args: argparse.Namespace) -> None:
             result = arm(HERE, args.participants, args.model, args.dtype,
                          Path(scratch) / f"here-{repeat}")
             print(f"  here: {result['seconds']:7.1f} s ({result['seconds'] / args.participants:.2f}"
-                  f" s per participant), peak RSS {result['peak_rss_gb']:.2f} GiB; load "
-                  f"{os.getloadavg()[0]:.2f}", flush=True)
+                  f" s per participant), peak RSS {result['peak_rss_gb']:.2f} GiB"
+                  f"{computed(result['tokens'])}; load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":
