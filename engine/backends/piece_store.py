@@ -111,7 +111,11 @@ class SpillFiles:
         self.written = 0  # files written, ever (names)
 
     def __contains__(self, key: Key) -> bool:
-        return key in self.files and os.getpid() == self.owner
+        return key in self.files and self._ours()
+
+    def _ours(self) -> bool:
+        """Whether this is the process that made the files (not a forked child)."""
+        return os.getpid() == self.owner
 
     def add(self, new: dict[Key, Piece], position: Key, call: int) -> None:
         """Write `new` pieces if room can be made for them (all or the earliest)."""
@@ -119,13 +123,13 @@ class SpillFiles:
         if directory is None:
             return
         try:
-            room = self.nbytes + shutil.disk_usage(directory).free // 2
+            limit = min(self.budget, self.nbytes + shutil.disk_usage(directory).free // 2)
             size = sum(piece.nbytes for piece in new.values())
-            if self.nbytes + size > min(self.budget, room):
-                self._drop(evictable(self.last_used, call, position), size, min(self.budget, room))
+            if self.nbytes + size > limit:
+                self._drop(evictable(self.last_used, call, position), size, limit)
             for key in sorted(new):
                 piece = new[key]
-                if self.nbytes + piece.nbytes > min(self.budget, room):
+                if self.nbytes + piece.nbytes > limit:
                     break
                 self._write(directory, key, piece, call)
         except OSError as exc:
@@ -147,7 +151,7 @@ class SpillFiles:
         self.nbytes += piece.nbytes
 
     def get(self, key: Key, call: int, device: str) -> Piece | None:
-        found = self.files.get(key) if os.getpid() == self.owner else None
+        found = self.files.get(key) if self._ours() else None
         if found is None:
             return None
         path, layout, nbytes = found
@@ -168,7 +172,7 @@ class SpillFiles:
         return Piece(pairs, tensors[-1])
 
     def clear(self) -> None:
-        if os.getpid() != self.owner:  # a forked child: the files are its parent's
+        if not self._ours():  # a forked child: the files are its parent's
             self.files.clear()
             return
         self._drop(list(self.files), None, self.budget)
@@ -193,7 +197,7 @@ class SpillFiles:
     def _directory(self) -> Path | None:
         """The directory files go to, made on first use (None: spilling is off, or this is a
         forked child)."""
-        if os.getpid() != self.owner:
+        if not self._ours():
             return None
         if self.directory is None and self.budget > 0:
             root = Path(self.root or tempfile.gettempdir())
